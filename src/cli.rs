@@ -1,0 +1,531 @@
+//! The command line: parse flags, run one command, turn the outcome into an exit code.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::engine::{self, Emitter, Event, Run, RunStatus};
+use crate::error::{Error, Result, exit_code};
+use crate::journal::{self, Header, Journal, RunState, lock::Lock};
+use crate::plan::{self, Plan};
+use crate::playbook::{self, Playbook};
+use crate::report::{self, Format, Reporter};
+use crate::template::RunIdentity;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (plan --detailed-exitcode: nothing to do)
+  1  internal error
+  2  invalid input: playbook, template, secret or flag
+  3  refused: lock held, playbook or plan changed since, nothing to resume
+  4  a step failed and the run was rolled back cleanly
+  5  a rollback failed: manual action needed
+  6  plan --detailed-exitcode: there are changes
+  7  a step failed and the playbook says on_failure = \"pause\": resume or roll back";
+
+/// Apply deployment playbooks step by step, with a journal, resume and rollback.
+#[derive(Parser)]
+#[command(name = "runner", version, after_help = EXIT_CODES, long_about = "\
+Apply deployment playbooks step by step, with a journal, resume and rollback.
+
+A playbook (TOML) lists steps: backups, rendered templates, .env changes, commands. `plan` shows
+what would change (with diffs, secrets redacted); `apply` runs the steps in order, journaling each
+one under --state-dir, and rolls back the completed steps in reverse order if one fails. After a
+crash, `resume` continues where the run stopped; `rollback` undoes the last run from its journal.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Where runs, journals, backups and the lock are kept.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = ".runner",
+        env = "RUNNER_STATE_DIR"
+    )]
+    state_dir: PathBuf,
+
+    /// Replace a [vars] entry of the playbook (repeatable).
+    #[arg(long = "var", global = true, value_name = "KEY=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    format: Format,
+
+    /// Do not ask for confirmation before changing anything.
+    #[arg(long, short = 'y', global = true)]
+    yes: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a playbook (syntax, fields, secrets, templates) without touching anything.
+    Validate { playbook: PathBuf },
+    /// Show what `apply` would do: each step, its rollback, and diffs of the files it writes.
+    Plan {
+        playbook: PathBuf,
+        /// Also save the plan as JSON, for `runner apply PLAN.json`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when nothing would change, 6 when something would.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Apply a playbook, or a plan saved with `plan --out` (refused if it went stale).
+    Apply {
+        /// A playbook (.toml) or a saved plan (.json).
+        target: PathBuf,
+        /// Take the lock even if another live process holds it.
+        #[arg(long)]
+        force_unlock: bool,
+    },
+    /// Continue the last unfinished run: completed steps are skipped, the interrupted one re-runs.
+    Resume {
+        #[arg(long)]
+        force_unlock: bool,
+    },
+    /// Roll back the last run (or --run ID) from its journal, newest step first.
+    Rollback {
+        /// The run to roll back (see `runner status`).
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        #[arg(long)]
+        force_unlock: bool,
+    },
+    /// Show the runs in the state dir and the steps of the last one (or --run ID).
+    Status {
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+    },
+}
+
+fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+/// Runs the command line `args`; never panics on bad input, returns the exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit_code::INVALID
+            } else {
+                exit_code::SUCCESS
+            });
+        }
+    };
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(color)
+                .width(100)
+                .terminal_links(false)
+                .build(),
+        )
+    }));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit_code::INTERNAL);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let code = error.exit_code();
+            eprintln!("{:?}", miette::Report::new(error));
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn dispatch(mut cli: Cli) -> Result<u8> {
+    // Journals record absolute paths, so a run can be resumed or rolled back from anywhere.
+    cli.state_dir = std::path::absolute(&cli.state_dir).map_err(Error::io(format!(
+        "cannot resolve state dir `{}`",
+        cli.state_dir.display()
+    )))?;
+    let vars: BTreeMap<String, String> = cli.vars.iter().cloned().collect();
+    match &cli.command {
+        Command::Validate { playbook } => validate(playbook, &vars, cli.format),
+        Command::Plan {
+            playbook,
+            out,
+            detailed_exitcode,
+        } => show_plan(
+            playbook,
+            &vars,
+            cli.format,
+            out.as_deref(),
+            *detailed_exitcode,
+        ),
+        Command::Apply {
+            target,
+            force_unlock,
+        } => apply(&cli, target, &vars, *force_unlock).await,
+        Command::Resume { force_unlock } => resume(&cli, *force_unlock).await,
+        Command::Rollback { run, force_unlock } => {
+            rollback(&cli, run.as_deref(), *force_unlock).await
+        }
+        Command::Status { run } => status(&cli.state_dir, run.as_deref(), cli.format),
+    }
+}
+
+fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Result<u8> {
+    let playbook = playbook::load(path, vars, None)?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({ "valid": true, "playbook": playbook.path, "name": playbook.name, "steps": playbook.steps.len() })
+        ),
+        Format::Human | Format::Markdown => {
+            println!(
+                "`{}` is valid: {} step(s)",
+                playbook.path,
+                playbook.steps.len()
+            )
+        }
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// Loads a playbook for planning and computes its plan.
+fn planned(path: &Path, vars: &BTreeMap<String, String>) -> Result<(Playbook, Plan)> {
+    let playbook = playbook::load(path, vars, None)?;
+    let observed = plan::observe(&playbook)?;
+    let plan = plan::plan(&playbook, &observed);
+    Ok((playbook, plan))
+}
+
+fn show_plan(
+    path: &Path,
+    vars: &BTreeMap<String, String>,
+    format: Format,
+    out: Option<&Path>,
+    detailed: bool,
+) -> Result<u8> {
+    let (_, plan) = planned(path, vars)?;
+    print!("{}", report::plan(&plan, format));
+    if let Some(out) = out {
+        std::fs::write(out, plan.to_json())
+            .map_err(Error::io(format!("cannot write `{}`", out.display())))?;
+    }
+    Ok(if detailed && plan.changes > 0 {
+        exit_code::CHANGES
+    } else {
+        exit_code::SUCCESS
+    })
+}
+
+fn exit_for(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Succeeded => exit_code::SUCCESS,
+        RunStatus::RolledBack => exit_code::ROLLED_BACK,
+        RunStatus::RollbackFailed => exit_code::ROLLBACK_FAILED,
+        RunStatus::Paused => exit_code::PAUSED,
+    }
+}
+
+/// Asks before changing anything, unless --yes.
+fn confirm(cli: &Cli, question: &str) -> Result<bool> {
+    if cli.yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(format!(
+            "{question}: there is no terminal to ask on; pass --yes to go ahead without asking"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(Error::io("cannot read the answer"))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+async fn apply(
+    cli: &Cli,
+    target: &Path,
+    vars: &BTreeMap<String, String>,
+    force_unlock: bool,
+) -> Result<u8> {
+    let saved = if target.extension().is_some_and(|e| e == "json") {
+        Some(Plan::read(target)?)
+    } else {
+        None
+    };
+    let (path, vars) = match &saved {
+        Some(_) if !vars.is_empty() => {
+            return Err(Error::Usage(
+                "a saved plan carries its own --var values; make a new plan to change them".into(),
+            ));
+        }
+        Some(plan) => (
+            PathBuf::from(&plan.playbook.path),
+            plan.playbook.vars.clone(),
+        ),
+        None => (target.to_path_buf(), vars.clone()),
+    };
+    let (_, fresh) = planned(&path, &vars)?;
+    if let Some(saved) = &saved
+        && saved.hash != fresh.hash
+    {
+        let why = saved.differences(&fresh);
+        return Err(Error::refused(
+            format!(
+                "the plan `{}` is stale: {}",
+                target.display(),
+                why.join("; ")
+            ),
+            Some("make the plan again with `runner plan --out` and review it".to_string()),
+        ));
+    }
+    if cli.format != Format::Json {
+        print!("{}", report::plan(&fresh, cli.format));
+    }
+    if !confirm(
+        cli,
+        &format!(
+            "apply {} step(s) of `{}`?",
+            fresh.steps.len(),
+            fresh.playbook.name
+        ),
+    )? {
+        eprintln!("nothing applied");
+        return Ok(exit_code::REFUSED);
+    }
+    let mut reporter = Reporter::new(cli.format);
+    let (_lock, warning) = Lock::acquire(&cli.state_dir, &command_line(), force_unlock)?;
+    if let Some(w) = warning {
+        reporter.note(&w);
+    }
+    let identity = RunIdentity::start(&fresh.playbook.phase);
+    let playbook = playbook::load(&path, &vars, Some(&identity))?;
+    let dir = journal::runs_dir(&cli.state_dir).join(&identity.id);
+    let header = Header {
+        format: journal::FORMAT.into(),
+        version: journal::VERSION,
+        run: identity,
+        playbook: std::fs::canonicalize(&path)
+            .map_err(Error::io(format!("cannot resolve `{}`", path.display())))?,
+        workdir: playbook.workdir.clone(),
+        name: playbook.name.clone(),
+        vars: vars.clone(),
+        inputs: playbook.inputs.clone(),
+        plan_hash: fresh.hash.clone(),
+    };
+    let journal = Journal::create(&dir, &header)?;
+    let emitter = Emitter::new(journal, &mut reporter, playbook.secrets.clone());
+    let mut run = Run {
+        playbook: &playbook,
+        dir: &dir,
+        emitter,
+    };
+    Ok(exit_for(engine::execute(&mut run, None).await?))
+}
+
+async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
+    let mut reporter = Reporter::new(cli.format);
+    let (_lock, warning) = Lock::acquire(&cli.state_dir, &command_line(), force_unlock)?;
+    if let Some(w) = warning {
+        reporter.note(&w);
+    }
+    let runs = journal::list(&cli.state_dir)?;
+    let Some(state) = runs.into_iter().last() else {
+        return Err(Error::refused(
+            format!("there is no run to resume in `{}`", cli.state_dir.display()),
+            None,
+        ));
+    };
+    if let Some(status) = state.status.filter(|s| *s != RunStatus::Paused) {
+        return Err(Error::refused(
+            format!(
+                "the last run, {}, has nothing to resume: it {}",
+                state.id(),
+                status.as_str()
+            ),
+            None,
+        ));
+    }
+    let header = &state.header;
+    let playbook = playbook::load(&header.playbook, &header.vars, Some(&header.run))?;
+    // The playbook may be named by another path now (resume runs from anywhere): match it by role.
+    let same = |old: &plan::Input, new: &plan::Input| {
+        old.role == new.role
+            && old.sha256 == new.sha256
+            && (old.role == plan::InputRole::Playbook || old.path == new.path)
+    };
+    let changed: Vec<String> = header
+        .inputs
+        .iter()
+        .filter(|old| !playbook.inputs.iter().any(|new| same(old, new)))
+        .map(|old| format!("`{}`", old.path))
+        .collect();
+    if !changed.is_empty() || playbook.inputs.len() != header.inputs.len() {
+        return Err(Error::refused(
+            format!(
+                "cannot resume run {}: changed since it started: {}",
+                state.id(),
+                changed.join(", ")
+            ),
+            Some(
+                "put the files back as they were, or roll the run back with `runner rollback`"
+                    .to_string(),
+            ),
+        ));
+    }
+    if !confirm(
+        cli,
+        &format!("resume run {} of `{}`?", state.id(), playbook.name),
+    )? {
+        eprintln!("nothing resumed");
+        return Ok(exit_code::REFUSED);
+    }
+    let journal = Journal::reopen(&state.dir, state.last_seq())?;
+    let emitter = Emitter::new(journal, &mut reporter, playbook.secrets.clone());
+    let mut run = Run {
+        playbook: &playbook,
+        dir: &state.dir,
+        emitter,
+    };
+    Ok(exit_for(engine::execute(&mut run, Some(&state)).await?))
+}
+
+async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8> {
+    let mut reporter = Reporter::new(cli.format);
+    let (_lock, warning) = Lock::acquire(&cli.state_dir, &command_line(), force_unlock)?;
+    if let Some(w) = warning {
+        reporter.note(&w);
+    }
+    let state = pick_run(&cli.state_dir, id)?;
+    if state.status == Some(RunStatus::RolledBack) {
+        return Err(Error::refused(
+            format!("run {} is already rolled back", state.id()),
+            None,
+        ));
+    }
+    let pending = state.pending_undos()?;
+    if !confirm(
+        cli,
+        &format!("roll back {} step(s) of run {}?", pending.len(), state.id()),
+    )? {
+        eprintln!("nothing rolled back");
+        return Ok(exit_code::REFUSED);
+    }
+    let journal = Journal::reopen(&state.dir, state.last_seq())?;
+    let mut emitter = Emitter::new(journal, &mut reporter, Default::default());
+    let mut undos = Vec::new();
+    for (step, undo, secrets) in pending {
+        emitter.also_redact(&secrets);
+        undos.push((step, undo));
+    }
+    let started = std::time::Instant::now();
+    let ok = engine::roll_back(&mut emitter, &state.header.workdir, &undos).await?;
+    let status = if ok {
+        RunStatus::RolledBack
+    } else {
+        RunStatus::RollbackFailed
+    };
+    emitter.emit(Event::RunFinished {
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })?;
+    Ok(if ok {
+        exit_code::SUCCESS
+    } else {
+        exit_code::ROLLBACK_FAILED
+    })
+}
+
+fn pick_run(state_dir: &Path, id: Option<&str>) -> Result<RunState> {
+    let runs = journal::list(state_dir)?;
+    let found = match id {
+        Some(id) => runs.into_iter().find(|r| r.id() == id),
+        None => runs.into_iter().last(),
+    };
+    found.ok_or_else(|| match id {
+        Some(id) => Error::Usage(format!(
+            "there is no run `{id}` in `{}`",
+            state_dir.display()
+        )),
+        None => Error::refused(
+            format!("there is no run in `{}`", state_dir.display()),
+            None,
+        ),
+    })
+}
+
+fn status(state_dir: &Path, id: Option<&str>, format: Format) -> Result<u8> {
+    let runs = journal::list(state_dir)?;
+    let describe = |r: &RunState| r.status.map_or("unfinished", RunStatus::as_str);
+    if format == Format::Json {
+        let list: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "run_id": r.id(), "playbook": r.header.name, "phase": r.header.run.phase,
+                    "started_at": r.header.run.started_at, "status": describe(r),
+                    "succeeded_steps": r.succeeded.len(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).expect("serializes")
+        );
+        return Ok(exit_code::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs in `{}`", state_dir.display());
+        return Ok(exit_code::SUCCESS);
+    }
+    for r in &runs {
+        println!(
+            "{}  {:<20} {:<18} {:<16} {} step(s) ok",
+            r.id(),
+            r.header.name,
+            r.header.run.phase,
+            describe(r),
+            r.succeeded.len()
+        );
+    }
+    let chosen = pick_run(state_dir, id)?;
+    println!("\nrun {} ({}):", chosen.id(), describe(&chosen));
+    for record in &chosen.records {
+        let line = match &record.event {
+            Event::StepSucceeded { step, summary, .. } => format!("ok      {step}: {summary}"),
+            Event::StepFailed { step, error, .. } => format!(
+                "failed  {step}: {}",
+                error.lines().next().unwrap_or_default()
+            ),
+            Event::StepSkipped { step, .. } => format!("skipped {step}"),
+            Event::StepRolledBack { step, summary, .. } => format!("undone  {step}: {summary}"),
+            Event::StepRollbackFailed { step, error } => format!("ROLLBACK FAILED {step}: {error}"),
+            _ => continue,
+        };
+        println!("  {}  {line}", record.at);
+    }
+    Ok(exit_code::SUCCESS)
+}

@@ -1,0 +1,103 @@
+//! What the engine emits. The journal keeps every event but progress; reporters show them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::steps::Undo;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum Event {
+    RunStarted {
+        run_id: String,
+        playbook: String,
+        phase: String,
+        steps: usize,
+        resumed: bool,
+    },
+    StepStarted {
+        step: String,
+        kind: String,
+        /// 1-based position in the playbook.
+        index: usize,
+        attempt: u32,
+    },
+    /// What the step's rollback will need, recorded before the step changes anything.
+    StepPrepared {
+        step: String,
+        undo: StoredUndo,
+    },
+    /// A line of output from a running step (not journaled).
+    StepProgress {
+        step: String,
+        line: String,
+    },
+    StepSucceeded {
+        step: String,
+        duration_ms: u64,
+        summary: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<StoredUndo>,
+    },
+    /// Done in an earlier attempt of this run (resume).
+    StepSkipped {
+        step: String,
+        reason: String,
+    },
+    StepFailed {
+        step: String,
+        duration_ms: u64,
+        error: String,
+        will_retry: bool,
+    },
+    RollbackStarted {
+        steps: usize,
+    },
+    StepRolledBack {
+        step: String,
+        duration_ms: u64,
+        summary: String,
+    },
+    StepRollbackFailed {
+        step: String,
+        error: String,
+    },
+    Warning {
+        message: String,
+    },
+    RunFinished {
+        status: RunStatus,
+        duration_ms: u64,
+    },
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RunStatus {
+    Succeeded,
+    /// A step failed and every completed step was rolled back (or `runner rollback` ran).
+    RolledBack,
+    /// A rollback failed: someone has to look.
+    RollbackFailed,
+    /// A step failed and the playbook says to stop and wait.
+    Paused,
+}
+
+impl RunStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::RolledBack => "rolled back",
+            RunStatus::RollbackFailed => "rollback failed",
+            RunStatus::Paused => "paused",
+        }
+    }
+}
+
+/// An undo record as journaled: inline, or sealed in a private file when it holds a secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub(crate) enum StoredUndo {
+    Inline(Undo),
+    Sealed { sealed: String },
+}

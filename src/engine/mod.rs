@@ -1,0 +1,296 @@
+//! The engine: runs a playbook's steps one at a time, journals every event before going on,
+//! and on failure rolls back the completed steps in reverse order. It never prints: reporters
+//! and the journal consume what it emits.
+
+mod event;
+mod rollback;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub(crate) use event::{Event, RunStatus, StoredUndo};
+pub(crate) use rollback::roll_back;
+
+use crate::error::Result;
+use crate::journal::{self, Journal, RunState};
+use crate::playbook::{OnFailure, Playbook, Rollback, Step};
+use crate::report::Reporter;
+use crate::secrets::Secrets;
+use crate::steps::{StepCx, StepError, Undo};
+
+/// The longest wait between two attempts of a step.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Sends each event, secrets redacted, to the journal (all but progress) and the reporter.
+pub(crate) struct Emitter<'r> {
+    journal: Journal,
+    reporter: &'r mut Reporter,
+    secrets: Secrets,
+}
+
+impl<'r> Emitter<'r> {
+    pub(crate) fn new(journal: Journal, reporter: &'r mut Reporter, secrets: Secrets) -> Self {
+        Emitter {
+            journal,
+            reporter,
+            secrets,
+        }
+    }
+
+    /// Adds values to redact (secrets found in sealed undo records).
+    pub(crate) fn also_redact(&mut self, values: &[String]) {
+        for v in values {
+            self.secrets
+                .insert(format!("sealed-{}", self.secrets.values().len()), v.clone());
+        }
+    }
+
+    pub(crate) fn emit(&mut self, event: Event) -> Result<()> {
+        let event = self.redacted(event);
+        if let Event::StepProgress { .. } = event {
+            self.reporter.progress(&event);
+            return Ok(());
+        }
+        let record = self.journal.append(&event)?;
+        self.reporter.record(&record);
+        Ok(())
+    }
+
+    fn redacted(&self, event: Event) -> Event {
+        let mut value = serde_json::to_value(&event).expect("an event serializes");
+        self.secrets.redact_json(&mut value);
+        serde_json::from_value(value).expect("a redacted event deserializes")
+    }
+
+    /// The form an undo record is journaled in: sealed in a private file if it holds a secret.
+    fn store(&self, run_dir: &Path, step: &str, undo: &Undo) -> Result<StoredUndo> {
+        let text = serde_json::to_string(undo).expect("an undo record serializes");
+        if !self.secrets.contains_secret(&text) {
+            return Ok(StoredUndo::Inline(undo.clone()));
+        }
+        let redact = self
+            .secrets
+            .values()
+            .values()
+            .filter(|v| text.contains(v.as_str()))
+            .cloned()
+            .collect();
+        let sealed = journal::seal(
+            run_dir,
+            step,
+            &journal::Sealed {
+                undo: undo.clone(),
+                redact,
+            },
+        )?;
+        Ok(StoredUndo::Sealed { sealed })
+    }
+}
+
+/// Where and how a run executes.
+pub(crate) struct Run<'a, 'r> {
+    pub(crate) playbook: &'a Playbook,
+    pub(crate) dir: &'a Path,
+    pub(crate) emitter: Emitter<'r>,
+}
+
+fn millis(since: Instant) -> u64 {
+    since.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// Runs the playbook's steps; a resumed run skips those its journal says succeeded.
+pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) -> Result<RunStatus> {
+    let started = Instant::now();
+    let playbook = run.playbook;
+    let mut undos: Vec<(String, Undo)> = Vec::new();
+    if let Some(state) = before {
+        for (step, undo, secrets) in state.pending_undos()?.into_iter().rev() {
+            run.emitter.also_redact(&secrets);
+            undos.push((step, undo));
+        }
+    }
+    run.emitter.emit(Event::RunStarted {
+        run_id: run
+            .dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        playbook: playbook.name.clone(),
+        phase: playbook.phase.clone(),
+        steps: playbook.steps.len(),
+        resumed: before.is_some(),
+    })?;
+    for (index, step) in playbook.steps.iter().enumerate() {
+        if before.is_some_and(|s| s.succeeded.contains(&step.id)) {
+            run.emitter.emit(Event::StepSkipped {
+                step: step.id.clone(),
+                reason: "succeeded earlier in this run".into(),
+            })?;
+            continue;
+        }
+        let prepared = before.and_then(|s| s.prepared.get(&step.id)).is_some();
+        match run_step(run, step, index + 1, prepared, &mut undos).await? {
+            Ok(()) => {}
+            Err(()) => {
+                let status = match playbook.on_failure {
+                    OnFailure::Pause => RunStatus::Paused,
+                    OnFailure::Rollback => {
+                        let pending: Vec<_> = undos.iter().rev().cloned().collect();
+                        if roll_back(&mut run.emitter, playbook.workdir.as_path(), &pending).await?
+                        {
+                            RunStatus::RolledBack
+                        } else {
+                            RunStatus::RollbackFailed
+                        }
+                    }
+                };
+                run.emitter.emit(Event::RunFinished {
+                    status,
+                    duration_ms: millis(started),
+                })?;
+                return Ok(status);
+            }
+        }
+    }
+    run.emitter.emit(Event::RunFinished {
+        status: RunStatus::Succeeded,
+        duration_ms: millis(started),
+    })?;
+    Ok(RunStatus::Succeeded)
+}
+
+/// One step with its attempts. The outer error is the engine's own (the journal failed); the
+/// inner one says the step failed, after its events were emitted.
+async fn run_step(
+    run: &mut Run<'_, '_>,
+    step: &Step,
+    index: usize,
+    prepared: bool,
+    undos: &mut Vec<(String, Undo)>,
+) -> Result<Result<(), ()>> {
+    let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let cx = StepCx {
+        workdir: &run.playbook.workdir,
+        backup_dir: run.dir.join("backup").join(&step.id),
+        progress,
+    };
+    let mut attempt = 1;
+    loop {
+        let started = Instant::now();
+        run.emitter.emit(Event::StepStarted {
+            step: step.id.clone(),
+            kind: step.action.kind().into(),
+            index,
+            attempt,
+        })?;
+        let result = if attempt == 1 && !prepared {
+            prepare(run, step, &cx, undos)
+        } else {
+            Ok(())
+        };
+        let result = match result {
+            Ok(()) => {
+                let work = attempt_once(step, &cx);
+                tokio::pin!(work);
+                loop {
+                    tokio::select! {
+                        result = &mut work => break result,
+                        Some(line) = lines.recv() => run.emitter.emit(Event::StepProgress { step: step.id.clone(), line })?,
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        while let Ok(line) = lines.try_recv() {
+            run.emitter.emit(Event::StepProgress {
+                step: step.id.clone(),
+                line,
+            })?;
+        }
+        match result {
+            Ok(summary) => {
+                let undo = match &step.rollback {
+                    Rollback::Command(command) => {
+                        let undo = Undo::Command {
+                            command: command.clone(),
+                        };
+                        let stored = run.emitter.store(run.dir, &step.id, &undo)?;
+                        undos.push((step.id.clone(), undo));
+                        Some(stored)
+                    }
+                    Rollback::Default | Rollback::None { .. } => None,
+                };
+                run.emitter.emit(Event::StepSucceeded {
+                    step: step.id.clone(),
+                    duration_ms: millis(started),
+                    summary,
+                    undo,
+                })?;
+                return Ok(Ok(()));
+            }
+            Err(StepError(error)) => {
+                let will_retry = attempt <= step.retries && !error.starts_with(INTERRUPTED);
+                run.emitter.emit(Event::StepFailed {
+                    step: step.id.clone(),
+                    duration_ms: millis(started),
+                    error,
+                    will_retry,
+                })?;
+                if !will_retry {
+                    return Ok(Err(()));
+                }
+                let factor = 2u32.saturating_pow(attempt - 1);
+                tokio::time::sleep(step.backoff.saturating_mul(factor).min(MAX_BACKOFF)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Takes the snapshot the default rollback needs, and journals it before anything changes.
+fn prepare(
+    run: &mut Run<'_, '_>,
+    step: &Step,
+    cx: &StepCx<'_>,
+    undos: &mut Vec<(String, Undo)>,
+) -> Result<(), StepError> {
+    let snapshot = step.action.prepare(cx)?;
+    if let (Some(undo), Rollback::Default) = (snapshot, &step.rollback) {
+        let stored = run
+            .emitter
+            .store(run.dir, &step.id, &undo)
+            .map_err(|e| StepError(e.to_string()))?;
+        run.emitter
+            .emit(Event::StepPrepared {
+                step: step.id.clone(),
+                undo: stored,
+            })
+            .map_err(|e| StepError(e.to_string()))?;
+        undos.push((step.id.clone(), undo));
+    }
+    Ok(())
+}
+
+const INTERRUPTED: &str = "interrupted";
+
+/// One attempt, bounded by the step's timeout and by Ctrl-C.
+async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<String, StepError> {
+    let work = async {
+        match step.timeout {
+            Some(limit) => tokio::time::timeout(limit, step.action.apply(cx))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StepError(format!(
+                        "timed out after {}",
+                        humantime::format_duration(limit)
+                    )))
+                }),
+            None => step.action.apply(cx).await,
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Err(StepError(format!("{INTERRUPTED} by Ctrl-C"))),
+    }
+}

@@ -1,0 +1,44 @@
+//! Rollback: carry out undo records newest first, journaling each; stop at the first failure,
+//! since what comes after may depend on it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::{Emitter, Event, millis};
+use crate::error::Result;
+use crate::steps::{StepCx, Undo};
+
+/// Rolls back `pending` (newest first). `Ok(false)`: a rollback failed; manual action needed.
+pub(crate) async fn roll_back(
+    emitter: &mut Emitter<'_>,
+    workdir: &Path,
+    pending: &[(String, Undo)],
+) -> Result<bool> {
+    emitter.emit(Event::RollbackStarted {
+        steps: pending.len(),
+    })?;
+    for (step, undo) in pending {
+        let started = Instant::now();
+        let (progress, _discarded) = tokio::sync::mpsc::unbounded_channel();
+        let cx = StepCx {
+            workdir,
+            backup_dir: workdir.to_path_buf(),
+            progress,
+        };
+        match undo.apply(&cx).await {
+            Ok(summary) => emitter.emit(Event::StepRolledBack {
+                step: step.clone(),
+                duration_ms: millis(started),
+                summary,
+            })?,
+            Err(e) => {
+                emitter.emit(Event::StepRollbackFailed {
+                    step: step.clone(),
+                    error: e.0,
+                })?;
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,22 @@
+//! runner: a declarative deployment runner driven by TOML playbooks.
+//!
+//! The pipeline is `playbook` (load, validate) → `plan` (a pure value) → `engine` (apply, emit
+//! events) → `journal` and `report` (consume events). `cli` wires it to the command line.
+
+// Problems carry their source and labels; they are built on the error path only, so their size
+// costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
+mod cli;
+mod diagnostic;
+mod engine;
+mod error;
+mod journal;
+mod plan;
+mod playbook;
+mod report;
+mod secrets;
+mod steps;
+mod template;
+
+pub use cli::run;

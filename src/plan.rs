@@ -1,0 +1,258 @@
+//! The plan: a pure value computed from a playbook and what was observed of the files it
+//! touches. `runner plan` prints it; `runner apply` executes it, refusing if it went stale.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::playbook::{OnFailure, Playbook, Rollback};
+
+/// The plan file format; older or newer files are refused with a clear message.
+pub(crate) const FORMAT: &str = "runner-plan";
+pub(crate) const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Plan {
+    pub(crate) format: String,
+    pub(crate) version: u32,
+    pub(crate) playbook: Header,
+    /// Every file the plan depends on, with its checksum (`null`: absent).
+    pub(crate) inputs: Vec<Input>,
+    pub(crate) steps: Vec<PlannedStep>,
+    /// How many steps change something.
+    pub(crate) changes: usize,
+    /// SHA-256 of everything above: two plans are the same plan when their hashes are equal.
+    pub(crate) hash: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Header {
+    pub(crate) path: String,
+    pub(crate) name: String,
+    pub(crate) phase: String,
+    pub(crate) description: Option<String>,
+    pub(crate) on_failure: OnFailure,
+    /// The `--var` values the plan was made with; `apply plan.json` uses them again.
+    pub(crate) vars: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct PlannedStep {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) description: Option<String>,
+    /// What the step will do, secrets redacted.
+    pub(crate) action: String,
+    pub(crate) changes: bool,
+    pub(crate) rollback: String,
+    /// The playbook says this step cannot be undone.
+    pub(crate) irreversible: bool,
+    pub(crate) timeout: Option<String>,
+    pub(crate) retries: u32,
+    /// A unified diff against the current file, secrets redacted.
+    pub(crate) diff: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Input {
+    pub(crate) path: String,
+    pub(crate) role: InputRole,
+    pub(crate) sha256: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum InputRole {
+    Playbook,
+    Template,
+    /// A file a step reads or writes.
+    Target,
+}
+
+impl Input {
+    pub(crate) fn new(path: &str, role: InputRole, bytes: Option<&[u8]>) -> Self {
+        Input {
+            path: path.to_string(),
+            role,
+            sha256: bytes.map(|b| hex::encode(Sha256::digest(b))),
+        }
+    }
+}
+
+/// The current content of the files the steps touch (`None`: absent).
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    files: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl Observed {
+    pub(crate) fn current(&self, path: &str) -> Option<&[u8]> {
+        self.files.get(path).and_then(|c| c.as_deref())
+    }
+}
+
+/// Reads the files the steps touch: the only I/O of planning.
+pub(crate) fn observe(playbook: &Playbook) -> Result<Observed> {
+    let mut observed = Observed::default();
+    for path in playbook.steps.iter().flat_map(|s| s.action.observes()) {
+        if !observed.files.contains_key(path) {
+            let content = crate::steps::files::read_optional(&playbook.workdir.join(path))
+                .map_err(Error::io(format!("cannot read `{path}`")))?;
+            observed.files.insert(path.to_string(), content);
+        }
+    }
+    Ok(observed)
+}
+
+/// The plan for a playbook given what was observed. Pure: same inputs, same plan, byte for byte.
+pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
+    let redact = |s: &str| playbook.secrets.redact(s);
+    let steps: Vec<PlannedStep> = playbook
+        .steps
+        .iter()
+        .map(|step| {
+            let intent = step.action.plan(observed);
+            PlannedStep {
+                id: step.id.clone(),
+                kind: step.action.kind().to_string(),
+                description: step.description.as_deref().map(redact),
+                action: redact(&intent.action),
+                changes: intent.changes,
+                rollback: redact(&step.rollback_text()),
+                irreversible: matches!(step.rollback, Rollback::None { .. }),
+                timeout: step
+                    .timeout
+                    .map(|t| humantime::format_duration(t).to_string()),
+                retries: step.retries,
+                diff: intent.diff.as_deref().map(redact),
+            }
+        })
+        .collect();
+    let mut inputs = playbook.inputs.clone();
+    inputs.extend(
+        observed
+            .files
+            .iter()
+            .map(|(path, content)| Input::new(path, InputRole::Target, content.as_deref())),
+    );
+    let mut plan = Plan {
+        format: FORMAT.into(),
+        version: VERSION,
+        playbook: Header {
+            path: playbook.path.clone(),
+            name: playbook.name.clone(),
+            phase: playbook.phase.clone(),
+            description: playbook.description.clone(),
+            on_failure: playbook.on_failure,
+            vars: playbook.overrides.clone(),
+        },
+        inputs,
+        changes: steps.iter().filter(|s| s.changes).count(),
+        steps,
+        hash: String::new(),
+    };
+    plan.hash = plan.compute_hash();
+    plan
+}
+
+impl Plan {
+    fn compute_hash(&self) -> String {
+        let mut unhashed = self.clone();
+        unhashed.hash.clear();
+        let bytes = serde_json::to_vec(&unhashed).expect("a plan serializes");
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// The plan as pretty JSON, ending with a newline.
+    pub(crate) fn to_json(&self) -> String {
+        let mut out = serde_json::to_string_pretty(self).expect("a plan serializes");
+        out.push('\n');
+        out
+    }
+
+    /// Reads a plan saved with `--out`, refusing other formats and versions.
+    pub(crate) fn read(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("cannot read plan `{}`: {e}", path.display())))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Usage(format!("`{}` is not a plan file: {e}", path.display())))?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(Error::Usage(format!(
+                "`{}` is not a runner plan file",
+                path.display()
+            )));
+        }
+        let version = value.get("version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(VERSION)) {
+            return Err(Error::Usage(format!(
+                "plan `{}` has format version {}, this runner reads version {VERSION}; make the plan again",
+                path.display(),
+                version.map_or("?".into(), |v| v.to_string())
+            )));
+        }
+        let plan: Plan = serde_json::from_value(value)
+            .map_err(|e| Error::Usage(format!("plan `{}` is damaged: {e}", path.display())))?;
+        if plan.hash != plan.compute_hash() {
+            return Err(Error::Usage(format!(
+                "plan `{}` was edited after it was made (its hash does not match)",
+                path.display()
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// Why `fresh` is not the plan that was saved, in one line per difference.
+    pub(crate) fn differences(&self, fresh: &Plan) -> Vec<String> {
+        let mut out = Vec::new();
+        let old: BTreeMap<&str, &Input> =
+            self.inputs.iter().map(|i| (i.path.as_str(), i)).collect();
+        let new: BTreeMap<&str, &Input> =
+            fresh.inputs.iter().map(|i| (i.path.as_str(), i)).collect();
+        for (path, input) in &old {
+            match new.get(path) {
+                Some(now) if now.sha256 == input.sha256 => {}
+                Some(now) if now.sha256.is_none() => out.push(format!("`{path}` was removed")),
+                Some(_) if input.sha256.is_none() => out.push(format!("`{path}` was created")),
+                Some(_) => out.push(format!("`{path}` changed")),
+                None => out.push(format!("`{path}` is no longer used")),
+            }
+        }
+        for path in new.keys().filter(|p| !old.contains_key(*p)) {
+            out.push(format!("`{path}` is now used"));
+        }
+        if out.is_empty() && self.hash != fresh.hash {
+            for (a, b) in self.steps.iter().zip(&fresh.steps) {
+                if a != b {
+                    out.push(format!("step `{}` would now do something else", a.id));
+                }
+            }
+            if self.steps.len() != fresh.steps.len() {
+                out.push("the number of steps changed".into());
+            }
+        }
+        out
+    }
+}
+
+/// A unified diff of a file's current content (`None`: absent) against its new content.
+pub(crate) fn diff(path: &str, current: Option<&[u8]>, new: &[u8]) -> String {
+    let (Ok(old), Ok(new)) = (
+        std::str::from_utf8(current.unwrap_or_default()),
+        std::str::from_utf8(new),
+    ) else {
+        return format!("binary content of `{path}` changes\n");
+    };
+    let from = if current.is_some() {
+        format!("a/{path}")
+    } else {
+        "/dev/null".to_string()
+    };
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&from, &format!("b/{path}"))
+        .to_string()
+}

@@ -1,0 +1,486 @@
+//! From the raw document to a typed [`Playbook`]: every problem is collected, none stops the
+//! check early, and templates are rendered here so that an undefined name is found before apply.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::model::{OnFailure, Playbook, Rollback, Step};
+use super::raw::{self, Common, Document, Header, RollbackCommand, Secret, StepParts};
+use crate::diagnostic::{Problem, Source};
+use crate::plan::{Input, InputRole};
+use crate::secrets::Secrets;
+use crate::steps::{Action, KINDS, backup, env, exec, template};
+use crate::template::{Renderer, RunIdentity};
+
+/// A scalar TOML value given where text is expected (`ENABLE_POSTGRES = false`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// Lends the kinds what they need to check and render their fields, and collects problems.
+pub(crate) struct Checker<'a> {
+    source: &'a Source,
+    renderer: &'a Renderer,
+    workdir: &'a Path,
+    problems: Vec<Problem>,
+    templates: HashMap<String, Option<Source>>,
+    inputs: Vec<Input>,
+}
+
+impl Checker<'_> {
+    pub(crate) fn problem(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) {
+        self.problems
+            .push(self.source.problem(span, message, label));
+    }
+
+    /// A templated string field, rendered.
+    pub(crate) fn text(&mut self, field: &Spanned<String>) -> Option<String> {
+        self.renderer
+            .render_field(self.source, field.span(), field.get_ref())
+            .map_err(|p| self.problems.push(p))
+            .ok()
+    }
+
+    pub(crate) fn scalar(&mut self, field: &Spanned<Scalar>) -> Option<String> {
+        match field.get_ref() {
+            Scalar::Text(t) => self.text(&Spanned::new(field.span(), t.clone())),
+            Scalar::Integer(i) => Some(i.to_string()),
+            Scalar::Float(f) => Some(f.to_string()),
+            Scalar::Bool(b) => Some(b.to_string()),
+        }
+    }
+
+    /// A file mode written in octal, such as "0600".
+    pub(crate) fn mode(&mut self, field: &Spanned<String>) -> Option<u32> {
+        match u32::from_str_radix(field.get_ref(), 8) {
+            Ok(mode) if mode <= 0o7777 => Some(mode),
+            _ => {
+                self.problem(
+                    field.span(),
+                    format!("`{}` is not a file mode", field.get_ref()),
+                    "write it in octal, like \"0600\"",
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn duration(&mut self, field: &Spanned<String>) -> Option<Duration> {
+        humantime::parse_duration(field.get_ref())
+            .map_err(|e| {
+                self.problem(
+                    field.span(),
+                    format!("`{}` is not a duration: {e}", field.get_ref()),
+                    "write it like \"500ms\", \"2s\" or \"5m\"",
+                )
+            })
+            .ok()
+    }
+
+    /// Reads (once) and renders a template file; problems point into the template.
+    pub(crate) fn render_template_file(
+        &mut self,
+        path: &str,
+        span: Range<usize>,
+    ) -> Option<String> {
+        if !self.templates.contains_key(path) {
+            let loaded = match std::fs::read_to_string(self.workdir.join(path)) {
+                Ok(text) => {
+                    self.inputs
+                        .push(Input::new(path, InputRole::Template, Some(text.as_bytes())));
+                    Some(Source::new(path, text))
+                }
+                Err(e) => {
+                    self.problem(
+                        span.clone(),
+                        format!("template file `{path}` cannot be read: {e}"),
+                        "this template",
+                    );
+                    None
+                }
+            };
+            self.templates.insert(path.to_string(), loaded);
+        }
+        let source = self.templates.get(path)?.as_ref()?;
+        self.renderer
+            .render_file(source, &format!("template `{path}`"))
+            .map_err(|p| self.problems.push(p))
+            .ok()
+    }
+
+    /// Whether `program` can be started: on PATH, or a file relative to `dir` or the workdir.
+    pub(crate) fn program_exists(&self, program: &str, dir: Option<&str>) -> bool {
+        let cwd = dir
+            .map(|d| self.workdir.join(d))
+            .unwrap_or_else(|| self.workdir.to_path_buf());
+        which::which_in(program, std::env::var_os("PATH"), cwd).is_ok()
+    }
+}
+
+pub(super) fn validate(
+    path: &Path,
+    source: &Source,
+    document: Document<'_>,
+    overrides: &BTreeMap<String, String>,
+    run: Option<&RunIdentity>,
+) -> Result<Playbook, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let header: Option<Header> = document.playbook.and_then(|h| {
+        raw::fields(h, source, "[playbook]")
+            .map_err(|p| problems.push(p))
+            .ok()
+    });
+    let on_failure = header.as_ref().and_then(|h| h.on_failure.as_ref()).map_or(
+        OnFailure::Rollback,
+        |f| match f.get_ref().as_str() {
+            "rollback" => OnFailure::Rollback,
+            "pause" => OnFailure::Pause,
+            other => {
+                problems.push(source.problem(
+                    f.span(),
+                    format!("on_failure `{other}` is not known"),
+                    "expected \"rollback\" or \"pause\"",
+                ));
+                OnFailure::Rollback
+            }
+        },
+    );
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let workdir = match header.as_ref().and_then(|h| h.workdir.as_ref()) {
+        Some(w) => cwd.join(base).join(w),
+        None => cwd,
+    };
+    let vars = vars(document.vars, overrides, source, &mut problems);
+    let secrets = secrets(document.secrets, source, &workdir, &mut problems);
+    let phase = header
+        .as_ref()
+        .map(|h| h.phase.clone().unwrap_or_else(|| h.name.get_ref().clone()))
+        .unwrap_or_default();
+    let planned = RunIdentity::planned(&phase);
+    let renderer = Renderer::new(&vars, &secrets, run.unwrap_or(&planned));
+    let mut checker = Checker {
+        source,
+        renderer: &renderer,
+        workdir: &workdir,
+        problems,
+        templates: HashMap::new(),
+        inputs: vec![Input::new(
+            &path.display().to_string(),
+            InputRole::Playbook,
+            Some(source.text().as_bytes()),
+        )],
+    };
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut steps = Vec::new();
+    for value in document.steps {
+        if let Some(step) = step(value, &mut checker, &mut seen) {
+            steps.push(step);
+        }
+    }
+    if steps.is_empty() && checker.problems.is_empty() {
+        checker.problem(0..0, "the playbook has no steps", "add [[steps]] tables");
+    }
+    let Checker {
+        problems, inputs, ..
+    } = checker;
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let header = header.expect("a missing header is a problem");
+    Ok(Playbook {
+        path: path.display().to_string(),
+        name: header.name.into_inner(),
+        phase,
+        description: header.description,
+        on_failure,
+        workdir,
+        overrides: overrides.clone(),
+        secrets,
+        inputs,
+        steps,
+    })
+}
+
+fn vars(
+    value: Option<Spanned<DeValue<'_>>>,
+    overrides: &BTreeMap<String, String>,
+    source: &Source,
+    problems: &mut Vec<Problem>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut vars: serde_json::Map<String, serde_json::Value> = value
+        .and_then(|v| {
+            raw::fields(v, source, "[vars]")
+                .map_err(|p| problems.push(p))
+                .ok()
+        })
+        .unwrap_or_default();
+    for (key, value) in overrides {
+        if vars.contains_key(key) {
+            vars.insert(key.clone(), serde_json::Value::String(value.clone()));
+        } else {
+            let known: Vec<&str> = vars.keys().map(String::as_str).collect();
+            problems.push(
+                Problem::bare(format!("--var {key}: there is no `{key}` in [vars]"))
+                    .with_help(format!("the variables are: {}", known.join(", "))),
+            );
+        }
+    }
+    vars
+}
+
+fn secrets(
+    value: Option<Spanned<DeValue<'_>>>,
+    source: &Source,
+    workdir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Secrets {
+    let mut secrets = Secrets::default();
+    let Some(value) = value else { return secrets };
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        problems.push(source.problem(span, "[secrets] must be a table", "here"));
+        return secrets;
+    };
+    for (name, spec) in table {
+        let (name_span, name) = (name.span(), name.into_inner().into_owned());
+        let Ok(spec) = raw::fields::<Secret>(spec, source, &format!("secret `{name}`"))
+            .map_err(|p| problems.push(p))
+        else {
+            continue;
+        };
+        let found = match (&spec.env, &spec.file) {
+            (Some(var), None) => {
+                std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))
+            }
+            (None, Some(file)) => {
+                let key = spec.key.clone().unwrap_or_else(|| name.clone());
+                read_env_file(&workdir.join(file), &key)
+                    .map_err(|why| format!("`{key}` in `{file}`: {why}"))
+            }
+            _ => Err("give exactly one of `env` or `file`".to_string()),
+        };
+        match found {
+            Ok(value) if !value.is_empty() => secrets.insert(name.clone(), value),
+            Ok(_) => problems.push(source.problem(
+                name_span,
+                format!("secret `{name}` is empty"),
+                "this secret",
+            )),
+            Err(why) => problems.push(source.problem(
+                name_span,
+                format!("secret `{name}` is missing: {why}"),
+                "this secret",
+            )),
+        }
+        if !secrets.values().contains_key(&name) {
+            // Declared but unresolved: reported once above, not again by every template using it.
+            secrets.insert(name.clone(), format!("<missing secret {name}>"));
+        }
+    }
+    secrets
+}
+
+fn read_env_file(path: &Path, key: &str) -> Result<String, String> {
+    let iter = dotenvy::from_path_iter(path).map_err(|e| e.to_string())?;
+    for item in iter {
+        let (k, v) = item.map_err(|e| e.to_string())?;
+        if k == key {
+            return Ok(v);
+        }
+    }
+    Err("not set in that file".into())
+}
+
+fn step(
+    value: Spanned<DeValue<'_>>,
+    cx: &mut Checker<'_>,
+    seen: &mut HashMap<String, Range<usize>>,
+) -> Option<Step> {
+    let StepParts {
+        common,
+        rollback: rollback_field,
+        kind: kind_fields,
+    } = match raw::split_step(value) {
+        Ok(parts) => parts,
+        Err(span) => {
+            cx.problem(
+                span,
+                "a step must be a table",
+                "write each step as [[steps]]",
+            );
+            return None;
+        }
+    };
+    let common: Common = raw::fields(common, cx.source, "step")
+        .map_err(|p| cx.problems.push(p))
+        .ok()?;
+    let id = common.id.get_ref().clone();
+    let id_ok = check_id(&common.id, cx, seen);
+    let what = format!("step `{id}`");
+    let kind = common.kind.get_ref().as_str();
+    let action = match kind {
+        "backup" => parsed(kind_fields, cx, &what)
+            .and_then(|r| backup::Backup::validate(r, cx))
+            .map(Action::Backup),
+        "template" => parsed(kind_fields, cx, &what)
+            .and_then(|r| template::Template::validate(r, cx))
+            .map(Action::Template),
+        "env" => parsed(kind_fields, cx, &what)
+            .and_then(|r| env::Env::validate(r, cx))
+            .map(Action::Env),
+        "exec" => parsed(kind_fields, cx, &what)
+            .and_then(|r| exec::Exec::validate(r, cx))
+            .map(Action::Exec),
+        other => {
+            cx.problems.push(
+                cx.source
+                    .problem(
+                        common.kind.span(),
+                        format!("unknown step kind `{other}`"),
+                        "not a step kind",
+                    )
+                    .with_help(format!("the kinds are: {}", KINDS.join(", "))),
+            );
+            None
+        }
+    };
+    let timeout = common.timeout.as_ref().map(|t| cx.duration(t));
+    let backoff = common.backoff.as_ref().map(|b| cx.duration(b));
+    let rollback = rollback(&common, rollback_field, action.as_ref(), cx);
+    let action = action?;
+    let rollback = rollback?;
+    if !id_ok {
+        return None;
+    }
+    Some(Step {
+        id,
+        description: common.description,
+        timeout: timeout.flatten(),
+        retries: common.retries.unwrap_or(0),
+        backoff: backoff.flatten().unwrap_or(Duration::from_secs(1)),
+        rollback,
+        action,
+    })
+}
+
+fn parsed<T: serde::de::DeserializeOwned>(
+    fields: Spanned<DeValue<'_>>,
+    cx: &mut Checker<'_>,
+    what: &str,
+) -> Option<T> {
+    raw::fields(fields, cx.source, what)
+        .map_err(|p| cx.problems.push(p))
+        .ok()
+}
+
+fn check_id(
+    id: &Spanned<String>,
+    cx: &mut Checker<'_>,
+    seen: &mut HashMap<String, Range<usize>>,
+) -> bool {
+    let text = id.get_ref();
+    let well_formed = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !well_formed {
+        cx.problem(
+            id.span(),
+            format!("step id `{text}` is not valid"),
+            "use letters, digits, `-` and `_`",
+        );
+        return false;
+    }
+    if let Some(first) = seen.get(text) {
+        let first_line = cx.source.text()[..first.start].lines().count().max(1);
+        cx.problems.push(
+            cx.source
+                .problem(id.span(), format!("duplicate step id `{text}`"), "used again here")
+                .with_help(format!("it is first used on line {first_line}; step ids must be unique because the journal keys on them")),
+        );
+        return false;
+    }
+    seen.insert(text.clone(), id.span());
+    true
+}
+
+fn rollback(
+    common: &Common,
+    field: Option<Spanned<DeValue<'_>>>,
+    action: Option<&Action>,
+    cx: &mut Checker<'_>,
+) -> Option<Rollback> {
+    let reason = common.reason.as_ref();
+    let Some(field) = field else {
+        if let Some(reason) = reason {
+            cx.problem(
+                reason.span(),
+                "`reason` is only for `rollback = \"none\"`",
+                "no rollback = \"none\" here",
+            );
+            return None;
+        }
+        if matches!(action, Some(a) if a.default_rollback().is_none()) {
+            cx.problems.push(
+                cx.source
+                    .problem(common.id.span(), format!("step `{}` has no rollback decision", common.id.get_ref()), "this step")
+                    .with_help("an exec step needs rollback = { command = [...] }, or rollback = \"none\" with reason = \"...\""),
+            );
+            return None;
+        }
+        return Some(Rollback::Default);
+    };
+    let span = field.span();
+    match field.get_ref() {
+        DeValue::String(word) if word == "none" => match reason {
+            Some(reason) if !reason.get_ref().trim().is_empty() => Some(Rollback::None {
+                reason: reason.get_ref().clone(),
+            }),
+            _ => {
+                cx.problem(
+                    span,
+                    "rollback = \"none\" needs a `reason`",
+                    "say why this step cannot be undone",
+                );
+                None
+            }
+        },
+        DeValue::Table(_) => {
+            let c: RollbackCommand = parsed(field, cx, "rollback")?;
+            exec::Command::validate(&c.command, c.dir.as_ref(), c.env.as_ref(), cx)
+                .map(Rollback::Command)
+        }
+        _ => {
+            cx.problem(
+                span,
+                "rollback must be \"none\" or { command = [...] }",
+                "not a rollback",
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `template`: render a handlebars template (checked at validate time) into a file, with an
+//! optional mode; the default rollback restores the previous content.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::files;
+use super::{Intent, StepCx, StepError};
+use crate::plan::{Observed, diff};
+use crate::playbook::Checker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    template: Spanned<String>,
+    dest: Spanned<String>,
+    mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Template {
+    pub(crate) template: String,
+    pub(crate) dest: String,
+    pub(crate) mode: Option<u32>,
+    /// The rendered content, secrets included: never shown, only written.
+    pub(crate) content: String,
+}
+
+impl Template {
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+        let dest = cx.text(&raw.dest);
+        let mode = raw.mode.as_ref().and_then(|m| cx.mode(m));
+        let template = cx.text(&raw.template)?;
+        let content = cx.render_template_file(&template, raw.template.span())?;
+        Some(Template {
+            template,
+            dest: dest?,
+            mode: match raw.mode {
+                Some(_) => Some(mode?),
+                None => None,
+            },
+            content,
+        })
+    }
+
+    pub(crate) fn plan(&self, observed: &Observed) -> Intent {
+        let mode = self
+            .mode
+            .map(|m| format!(" (mode {m:04o})"))
+            .unwrap_or_default();
+        let current = observed.current(&self.dest);
+        let changes = current != Some(self.content.as_bytes());
+        Intent {
+            action: format!("render `{}` to `{}`{mode}", self.template, self.dest),
+            changes,
+            diff: changes.then(|| diff(&self.dest, current, self.content.as_bytes())),
+        }
+    }
+
+    pub(crate) fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let path = cx.resolve(&self.dest);
+        let io = || StepError::io(format!("could not write `{}`", self.dest));
+        let current = files::read_optional(&path).map_err(io())?;
+        if current.as_deref() == Some(self.content.as_bytes()) && self.mode.is_none() {
+            return Ok(format!("`{}` already up to date", self.dest));
+        }
+        files::write_atomic(&path, self.content.as_bytes(), self.mode).map_err(io())?;
+        Ok(format!(
+            "wrote `{}` ({} bytes)",
+            self.dest,
+            self.content.len()
+        ))
+    }
+}

@@ -1,0 +1,167 @@
+//! Handlebars rendering in strict mode: an undefined name is an error that names the template,
+//! the line and the variable. Templates see `vars`, `secrets`, `env` and `run`.
+
+use std::ops::Range;
+
+use handlebars::{Handlebars, RenderErrorReason};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::diagnostic::{Problem, Source};
+use crate::secrets::Secrets;
+
+/// Who is running: the values of `{{run.*}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct RunIdentity {
+    pub(crate) id: String,
+    pub(crate) phase: String,
+    pub(crate) started_at: String,
+}
+
+impl RunIdentity {
+    /// Stand-ins used when planning, so that a plan does not depend on when it was made.
+    pub(crate) fn planned(phase: &str) -> Self {
+        RunIdentity {
+            id: "<run.id>".into(),
+            phase: phase.into(),
+            started_at: "<run.started_at>".into(),
+        }
+    }
+
+    /// A new run starting now; its id sorts by start time.
+    pub(crate) fn start(phase: &str) -> Self {
+        let started_at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        let id = started_at.replace(['-', ':'], "");
+        RunIdentity {
+            id,
+            phase: phase.into(),
+            started_at,
+        }
+    }
+}
+
+/// Renders template files and templated playbook fields against one context.
+pub(crate) struct Renderer {
+    hb: Handlebars<'static>,
+    context: handlebars::Context,
+}
+
+impl Renderer {
+    pub(crate) fn new(
+        vars: &serde_json::Map<String, Value>,
+        secrets: &Secrets,
+        run: &RunIdentity,
+    ) -> Self {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        let env: serde_json::Map<String, Value> = std::env::vars()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        let context = json!({ "vars": vars, "secrets": secrets.values(), "env": env, "run": run });
+        Renderer {
+            hb,
+            context: handlebars::Context::from(context),
+        }
+    }
+
+    /// Renders a template file; a problem points into that file.
+    pub(crate) fn render_file(&self, source: &Source, name: &str) -> Result<String, Problem> {
+        self.render(source.text(), name).map_err(|failure| {
+            let at = source.offset(failure.line.max(1), failure.column.max(1));
+            let end = (at + failure.width).min(source.text().len());
+            source.problem(at..end, failure.message, failure.label)
+        })
+    }
+
+    /// Renders a templated string field of the playbook; a problem points at the field.
+    pub(crate) fn render_field(
+        &self,
+        source: &Source,
+        span: Range<usize>,
+        text: &str,
+    ) -> Result<String, Problem> {
+        if !text.contains("{{") {
+            return Ok(text.to_string());
+        }
+        self.render(text, "this field")
+            .map_err(|failure| source.problem(span, failure.message, failure.label))
+    }
+
+    fn render(&self, text: &str, name: &str) -> Result<String, Failure> {
+        self.hb
+            .render_template_with_context(text, &self.context)
+            .map_err(|e| {
+                let (line, column) = (e.line_no.unwrap_or(0), e.column_no.unwrap_or(0));
+                match e.reason() {
+                    RenderErrorReason::MissingVariable(Some(path)) => Failure {
+                        message: format!("{name} uses `{{{{{path}}}}}`, which is not defined"),
+                        label: "undefined".into(),
+                        line,
+                        column,
+                        width: path.len() + 4,
+                    },
+                    RenderErrorReason::TemplateError(t) => {
+                        let (line, column) = t.pos().unwrap_or((line, column));
+                        Failure {
+                            message: format!("{name} is not valid handlebars: {}", t.reason()),
+                            label: "here".into(),
+                            line,
+                            column,
+                            width: 1,
+                        }
+                    }
+                    other => Failure {
+                        message: format!("{name} failed to render: {other}"),
+                        label: "here".into(),
+                        line,
+                        column,
+                        width: 1,
+                    },
+                }
+            })
+    }
+}
+
+/// Why a render failed, and where in the rendered text.
+struct Failure {
+    message: String,
+    label: String,
+    line: usize,
+    column: usize,
+    width: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renderer() -> Renderer {
+        let mut vars = serde_json::Map::new();
+        vars.insert("port".into(), json!(3000));
+        let mut secrets = Secrets::default();
+        secrets.insert("PW".into(), "s3cret".into());
+        Renderer::new(&vars, &secrets, &RunIdentity::planned("hybrid"))
+    }
+
+    #[test]
+    fn renders_without_html_escaping() {
+        let src = Source::new("t.hbs", "a=<{{vars.port}}>&{{secrets.PW}} {{run.phase}}");
+        assert_eq!(
+            renderer().render_file(&src, "t.hbs").unwrap(),
+            "a=<3000>&s3cret hybrid"
+        );
+    }
+
+    #[test]
+    fn undefined_variable_names_template_line_and_variable() {
+        let src = Source::new("t.hbs", "line one\nport={{vars.prot}}\n");
+        let problem = renderer()
+            .render_file(&src, "template `t.hbs`")
+            .unwrap_err();
+        assert_eq!(
+            problem.message(),
+            "template `t.hbs` uses `{{vars.prot}}`, which is not defined"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: they drive the real `runner` binary in temporary projects.
+
+mod apply;
+mod diagnostics;
+mod examples;
+mod plan;
+mod support;
