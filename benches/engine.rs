@@ -40,14 +40,25 @@ fn ms(d: Duration) -> f64 {
 /// A playbook of `STEPS` steps, every kind represented (the exec steps are never run here).
 fn mixed_playbook(dir: &Path) {
     std::fs::create_dir_all(dir.join("templates")).unwrap();
-    std::fs::write(dir.join("templates/t.hbs"), "port={{vars.port}}\npassword={{secrets.PW}}\nphase={{run.phase}}\n").unwrap();
-    let mut text = String::from("[playbook]\nname = \"bench\"\n\n[vars]\nport = 3000\n\n[secrets]\nPW = { env = \"BENCH_SECRET\" }\n");
+    std::fs::write(
+        dir.join("templates/t.hbs"),
+        "port={{vars.port}}\npassword={{secrets.PW}}\nphase={{run.phase}}\n",
+    )
+    .unwrap();
+    let mut text = String::from(
+        "[playbook]\nname = \"bench\"\n\n[vars]\nport = 3000\n\n[secrets]\nPW = { env = \"BENCH_SECRET\" }\n",
+    );
     for i in 0..STEPS {
         let step = match i % 4 {
             0 => format!("kind = \"backup\"\npaths = [\"out/f{i}.conf\"]"),
-            1 => format!("kind = \"template\"\ntemplate = \"templates/t.hbs\"\ndest = \"out/f{i}.conf\""),
-            2 => format!("kind = \"env\"\nfile = \"out/e{i}.env\"\nset = {{ A = \"{{{{vars.port}}}}\", B = \"x\" }}"),
-            _ => "kind = \"exec\"\ncommand = [\"true\"]\nrollback = \"none\"\nreason = \"bench\"".to_string(),
+            1 => format!(
+                "kind = \"template\"\ntemplate = \"templates/t.hbs\"\ndest = \"out/f{i}.conf\""
+            ),
+            2 => format!(
+                "kind = \"env\"\nfile = \"out/e{i}.env\"\nset = {{ A = \"{{{{vars.port}}}}\", B = \"x\" }}"
+            ),
+            _ => "kind = \"exec\"\ncommand = [\"true\"]\nrollback = \"none\"\nreason = \"bench\""
+                .to_string(),
         };
         text.push_str(&format!("\n[[steps]]\nid = \"s{i}\"\n{step}\n"));
     }
@@ -58,7 +69,9 @@ fn mixed_playbook(dir: &Path) {
 fn empty_steps_playbook(dir: &Path) {
     let mut text = String::from("[playbook]\nname = \"bench-apply\"\n");
     for i in 0..STEPS {
-        text.push_str(&format!("\n[[steps]]\nid = \"s{i}\"\nkind = \"backup\"\npaths = []\n"));
+        text.push_str(&format!(
+            "\n[[steps]]\nid = \"s{i}\"\nkind = \"backup\"\npaths = []\n"
+        ));
     }
     std::fs::write(dir.join("apply.toml"), text).unwrap();
 }
@@ -66,7 +79,11 @@ fn empty_steps_playbook(dir: &Path) {
 /// The cost of one journal-sized append + fdatasync on this disk.
 fn fsync_cost(dir: &Path) -> Duration {
     let path = dir.join("fsync.jsonl");
-    let mut file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
     let line = br#"{"seq":1,"at":"2026-01-01T00:00:00.000Z","event":"step_started","step":"s1","kind":"backup","index":1,"attempt":1}"#;
     let n = 2000;
     let started = Instant::now();
@@ -84,22 +101,51 @@ fn main() {
     mixed_playbook(root);
     empty_steps_playbook(root);
 
-    let plan: Vec<Duration> = (0..RUNS).map(|_| runner(root, &["plan", "pb.toml", "--format", "json"])).collect();
-    let validate: Vec<Duration> = (0..RUNS).map(|_| runner(root, &["validate", "pb.toml"])).collect();
+    let plan: Vec<Duration> = (0..RUNS)
+        .map(|_| runner(root, &["plan", "pb.toml", "--format", "json"]))
+        .collect();
+    let validate: Vec<Duration> = (0..RUNS)
+        .map(|_| runner(root, &["validate", "pb.toml"]))
+        .collect();
     let noop = median((0..RUNS).map(|_| runner(root, &["--help"])).collect());
-    println!("runner plan, {STEPS}-step playbook: median {:.1} ms, min {:.1} ms over {RUNS} runs (process start alone: {:.1} ms) — target < 100 ms",
-        ms(median(plan.clone())), ms(*plan.iter().min().unwrap()), ms(noop));
-    println!("runner validate, {STEPS}-step playbook: median {:.1} ms", ms(median(validate)));
+    println!(
+        "runner plan, {STEPS}-step playbook: median {:.1} ms, min {:.1} ms over {RUNS} runs (process start alone: {:.1} ms) — target < 100 ms",
+        ms(median(plan.clone())),
+        ms(*plan.iter().min().unwrap()),
+        ms(noop)
+    );
+    println!(
+        "runner validate, {STEPS}-step playbook: median {:.1} ms",
+        ms(median(validate))
+    );
 
     let fsync = fsync_cost(root);
     let applies: Vec<Duration> = (0..3)
-        .map(|i| runner(root, &["apply", "apply.toml", "--yes", "--format", "json", "--state-dir", &format!("state{i}")]))
+        .map(|i| {
+            runner(
+                root,
+                &[
+                    "apply",
+                    "apply.toml",
+                    "--yes",
+                    "--format",
+                    "json",
+                    "--state-dir",
+                    &format!("state{i}"),
+                ],
+            )
+        })
         .collect();
     let apply = median(applies);
     let per_step = apply / STEPS as u32;
     // Each step journals three events (started, prepared, succeeded), each fsync'd.
     let overhead = per_step.saturating_sub(fsync * 3);
     println!("journal append + fdatasync: {:.3} ms per event", ms(fsync));
-    println!("apply, {STEPS} no-op steps: {:.0} ms total, {:.3} ms per step = 3 fsync'd events ({:.3} ms) + engine overhead {:.3} ms — target < 2 ms",
-        ms(apply), ms(per_step), ms(fsync * 3), ms(overhead));
+    println!(
+        "apply, {STEPS} no-op steps: {:.0} ms total, {:.3} ms per step = 3 fsync'd events ({:.3} ms) + engine overhead {:.3} ms — target < 2 ms",
+        ms(apply),
+        ms(per_step),
+        ms(fsync * 3),
+        ms(overhead)
+    );
 }
