@@ -12,7 +12,7 @@ use crate::engine::{self, Emitter, Event, Run, RunStatus};
 use crate::error::{Error, Result, exit_code};
 use crate::journal::{self, Header, Journal, RunState, lock::Lock};
 use crate::plan::{self, Plan};
-use crate::playbook::{self, Playbook};
+use crate::playbook;
 use crate::report::{self, Format, Reporter};
 use crate::template::RunIdentity;
 
@@ -76,6 +76,9 @@ enum Command {
         /// Exit 0 when nothing would change, 6 when something would.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Also read the live state (the SQL history of `sql` steps) to say exactly what will run.
+        #[arg(long)]
+        refresh: bool,
     },
     /// Apply a playbook, or a plan saved with `plan --out` (refused if it went stale).
     Apply {
@@ -169,13 +172,18 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
             playbook,
             out,
             detailed_exitcode,
-        } => show_plan(
-            playbook,
-            &vars,
-            cli.format,
-            out.as_deref(),
-            *detailed_exitcode,
-        ),
+            refresh,
+        } => {
+            show_plan(
+                &cli,
+                playbook,
+                &vars,
+                out.as_deref(),
+                *detailed_exitcode,
+                *refresh,
+            )
+            .await
+        }
         Command::Apply {
             target,
             force_unlock,
@@ -207,26 +215,43 @@ fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Res
 }
 
 /// Loads a playbook for planning and computes its plan.
-fn planned(path: &Path, vars: &BTreeMap<String, String>) -> Result<(Playbook, Plan)> {
+async fn planned(path: &Path, vars: &BTreeMap<String, String>, refresh: bool) -> Result<Plan> {
     let playbook = playbook::load(path, vars, None)?;
-    let observed = plan::observe(&playbook)?;
-    let plan = plan::plan(&playbook, &observed);
-    Ok((playbook, plan))
+    let observed = plan::observe(&playbook, refresh).await?;
+    Ok(plan::plan(&playbook, &observed))
 }
 
-fn show_plan(
+/// Refuses a plan in which a step must not run (exit 3), naming each.
+fn refuse_if_blocked(plan: &Plan) -> Result<()> {
+    let blocked: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| s.refusal.as_ref().map(|r| format!("step `{}`: {r}", s.id)))
+        .collect();
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(
+        blocked.join("\n"),
+        Some("nothing was applied".to_string()),
+    ))
+}
+
+async fn show_plan(
+    cli: &Cli,
     path: &Path,
     vars: &BTreeMap<String, String>,
-    format: Format,
     out: Option<&Path>,
     detailed: bool,
+    refresh: bool,
 ) -> Result<u8> {
-    let (_, plan) = planned(path, vars)?;
-    print!("{}", report::plan(&plan, format));
+    let plan = planned(path, vars, refresh).await?;
+    print!("{}", report::plan(&plan, cli.format));
     if let Some(out) = out {
         std::fs::write(out, plan.to_json())
             .map_err(Error::io(format!("cannot write `{}`", out.display())))?;
     }
+    refuse_if_blocked(&plan)?;
     Ok(if detailed && plan.changes > 0 {
         exit_code::CHANGES
     } else {
@@ -288,7 +313,7 @@ async fn apply(
         ),
         None => (target.to_path_buf(), vars.clone()),
     };
-    let (_, fresh) = planned(&path, &vars)?;
+    let fresh = planned(&path, &vars, false).await?;
     if let Some(saved) = &saved
         && saved.hash != fresh.hash
     {

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 mod cli;
+mod db;
 mod diagnostic;
 mod engine;
 mod error;

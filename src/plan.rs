@@ -54,6 +54,9 @@ pub(crate) struct PlannedStep {
     pub(crate) retries: u32,
     /// A unified diff against the current file, secrets redacted.
     pub(crate) diff: Option<String>,
+    /// Why this step must not run as things are: the plan is refused (exit 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) refusal: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -67,8 +70,9 @@ pub(crate) struct Input {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum InputRole {
     Playbook,
-    Template,
-    /// A file a step reads or writes.
+    /// A file the playbook reads (a template, a SQL file).
+    File,
+    /// A file a step writes (or saves).
     Target,
 }
 
@@ -77,26 +81,48 @@ impl Input {
         Input {
             path: path.to_string(),
             role,
-            sha256: bytes.map(|b| hex::encode(Sha256::digest(b))),
+            sha256: bytes.map(sha256),
         }
     }
 }
 
-/// The current content of the files the steps touch (`None`: absent).
+/// The checksum inputs are fingerprinted with.
+pub(crate) fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What planning read of the live system: the files the steps touch (`None`: absent) and,
+/// with `--refresh`, the SQL history of each `sql` step.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
     files: BTreeMap<String, Option<Vec<u8>>>,
+    sql: BTreeMap<String, std::result::Result<Vec<crate::steps::sql::Row>, String>>,
 }
 
 impl Observed {
     pub(crate) fn current(&self, path: &str) -> Option<&[u8]> {
         self.files.get(path).and_then(|c| c.as_deref())
     }
+
+    pub(crate) fn sql_history(
+        &self,
+        step: &str,
+    ) -> Option<&std::result::Result<Vec<crate::steps::sql::Row>, String>> {
+        self.sql.get(step)
+    }
 }
 
-/// Reads the files the steps touch: the only I/O of planning.
-pub(crate) fn observe(playbook: &Playbook) -> Result<Observed> {
+/// Reads what the plan depends on: the only I/O of planning. With `refresh`, also the live
+/// state of databases (an unreachable one is noted in the plan, not an error).
+pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observed> {
     let mut observed = Observed::default();
+    if refresh {
+        for step in &playbook.steps {
+            if let crate::steps::Action::Sql(sql) = &step.action {
+                observed.sql.insert(step.id.clone(), sql.history().await);
+            }
+        }
+    }
     for path in playbook.steps.iter().flat_map(|s| s.action.observes()) {
         if !observed.files.contains_key(path) {
             let content = crate::steps::files::read_optional(&playbook.workdir.join(path))
@@ -114,7 +140,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
         .steps
         .iter()
         .map(|step| {
-            let intent = step.action.plan(observed);
+            let intent = step.action.plan(&step.id, observed);
             PlannedStep {
                 id: step.id.clone(),
                 kind: step.action.kind().to_string(),
@@ -128,6 +154,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
                     .map(|t| humantime::format_duration(t).to_string()),
                 retries: step.retries,
                 diff: intent.diff.as_deref().map(redact),
+                refusal: intent.refusal.as_deref().map(redact),
             }
         })
         .collect();
@@ -162,8 +189,7 @@ impl Plan {
     fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash.clear();
-        let bytes = serde_json::to_vec(&unhashed).expect("a plan serializes");
-        hex::encode(Sha256::digest(bytes))
+        sha256(&serde_json::to_vec(&unhashed).expect("a plan serializes"))
     }
 
     /// The plan as pretty JSON, ending with a newline.

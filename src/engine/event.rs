@@ -48,6 +48,9 @@ pub(crate) enum Event {
         duration_ms: u64,
         error: String,
         will_retry: bool,
+        /// What the failed attempt had already done, to undo with the rest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<StoredUndo>,
     },
     RollbackStarted {
         steps: usize,

@@ -16,7 +16,7 @@ use crate::journal::{self, Journal, RunState};
 use crate::playbook::{OnFailure, Playbook, Rollback, Step};
 use crate::report::Reporter;
 use crate::secrets::Secrets;
-use crate::steps::{StepCx, StepError, Undo};
+use crate::steps::{Done, StepCx, StepError, Undo};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -209,18 +209,15 @@ async fn run_step(
             })?;
         }
         match result {
-            Ok(summary) => {
+            Ok(Done { summary, undo }) => {
                 let undo = match &step.rollback {
-                    Rollback::Command(command) => {
-                        let undo = Undo::Command {
-                            command: command.clone(),
-                        };
-                        let stored = run.emitter.store(run.dir, &step.id, &undo)?;
-                        undos.push((step.id.clone(), undo));
-                        Some(stored)
-                    }
-                    Rollback::Default | Rollback::None { .. } => None,
+                    Rollback::Command(command) => Some(Undo::Command {
+                        command: command.clone(),
+                    }),
+                    Rollback::Default => undo,
+                    Rollback::None { .. } => None,
                 };
+                let undo = keep_undo(run, step, undo, undos)?;
                 run.emitter.emit(Event::StepSucceeded {
                     step: step.id.clone(),
                     duration_ms: millis(started),
@@ -229,13 +226,20 @@ async fn run_step(
                 })?;
                 return Ok(Ok(()));
             }
-            Err(StepError(error)) => {
-                let will_retry = attempt <= step.retries && !error.starts_with(INTERRUPTED);
+            Err(StepError { message, partial }) => {
+                let will_retry = attempt <= step.retries && !message.starts_with(INTERRUPTED);
+                // What the failed attempt did is undone with the completed steps.
+                let partial = match &step.rollback {
+                    Rollback::Default => partial.map(|u| *u),
+                    Rollback::Command(_) | Rollback::None { .. } => None,
+                };
+                let undo = keep_undo(run, step, partial, undos)?;
                 run.emitter.emit(Event::StepFailed {
                     step: step.id.clone(),
                     duration_ms: millis(started),
-                    error,
+                    error: message,
                     will_retry,
+                    undo,
                 })?;
                 if !will_retry {
                     return Ok(Err(()));
@@ -248,6 +252,19 @@ async fn run_step(
     }
 }
 
+/// Adds an undo record to the run's list and returns the form the journal keeps.
+fn keep_undo(
+    run: &Run<'_, '_>,
+    step: &Step,
+    undo: Option<Undo>,
+    undos: &mut Vec<(String, Undo)>,
+) -> Result<Option<StoredUndo>> {
+    let Some(undo) = undo else { return Ok(None) };
+    let stored = run.emitter.store(run.dir, &step.id, &undo)?;
+    undos.push((step.id.clone(), undo));
+    Ok(Some(stored))
+}
+
 /// Takes the snapshot the default rollback needs, and journals it before anything changes.
 fn prepare(
     run: &mut Run<'_, '_>,
@@ -257,17 +274,16 @@ fn prepare(
 ) -> Result<(), StepError> {
     let snapshot = step.action.prepare(cx)?;
     if let (Some(undo), Rollback::Default) = (snapshot, &step.rollback) {
-        let stored = run
-            .emitter
-            .store(run.dir, &step.id, &undo)
-            .map_err(|e| StepError(e.to_string()))?;
-        run.emitter
-            .emit(Event::StepPrepared {
-                step: step.id.clone(),
-                undo: stored,
-            })
-            .map_err(|e| StepError(e.to_string()))?;
-        undos.push((step.id.clone(), undo));
+        let engine = |e: crate::error::Error| StepError::from(e.to_string());
+        let stored = keep_undo(run, step, Some(undo), undos).map_err(engine)?;
+        if let Some(undo) = stored {
+            run.emitter
+                .emit(Event::StepPrepared {
+                    step: step.id.clone(),
+                    undo,
+                })
+                .map_err(engine)?;
+        }
     }
     Ok(())
 }
@@ -275,13 +291,13 @@ fn prepare(
 const INTERRUPTED: &str = "interrupted";
 
 /// One attempt, bounded by the step's timeout and by Ctrl-C.
-async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<String, StepError> {
+async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<Done, StepError> {
     let work = async {
         match step.timeout {
             Some(limit) => tokio::time::timeout(limit, step.action.apply(cx))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(StepError(format!(
+                    Err(StepError::from(format!(
                         "timed out after {}",
                         humantime::format_duration(limit)
                     )))
@@ -291,6 +307,6 @@ async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<String, StepError>
     };
     tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => Err(StepError(format!("{INTERRUPTED} by Ctrl-C"))),
+        _ = tokio::signal::ctrl_c() => Err(StepError::from(format!("{INTERRUPTED} by Ctrl-C"))),
     }
 }

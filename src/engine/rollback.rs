@@ -34,7 +34,7 @@ pub(crate) async fn roll_back(
             Err(e) => {
                 emitter.emit(Event::StepRollbackFailed {
                     step: step.clone(),
-                    error: e.0,
+                    error: e.message,
                 })?;
                 return Ok(false);
             }

@@ -212,6 +212,13 @@ impl RunState {
                     self.undos.push((step.clone(), undo.clone()));
                 }
             }
+            Event::StepFailed {
+                step,
+                undo: Some(undo),
+                ..
+            } => {
+                self.undos.push((step.clone(), undo.clone()));
+            }
             Event::StepRolledBack { step, .. } => {
                 self.rolled_back.insert(step.clone());
             }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Input;
 use crate::secrets::Secrets;
-use crate::steps::{Action, exec};
+use crate::steps::{Action, DefaultRollback, exec};
 
 #[derive(Debug)]
 pub(crate) struct Playbook {
@@ -65,7 +65,10 @@ impl Step {
     /// What undoing the step does, in words.
     pub(crate) fn rollback_text(&self) -> String {
         match &self.rollback {
-            Rollback::Default => self.action.default_rollback().unwrap_or("none").to_string(),
+            Rollback::Default => match self.action.default_rollback() {
+                DefaultRollback::Does(text) => text.to_string(),
+                DefaultRollback::Required => "none".to_string(),
+            },
             Rollback::None { reason } => format!("none: {reason}"),
             Rollback::Command(c) => format!("run {}", c.describe()),
         }

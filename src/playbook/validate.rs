@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -15,7 +16,10 @@ use super::raw::{self, Common, Document, Header, RollbackCommand, Secret, StepPa
 use crate::diagnostic::{Problem, Source};
 use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
-use crate::steps::{Action, KINDS, backup, env, exec, template};
+use crate::steps::{
+    Action, DefaultRollback, KINDS, backup, env, exec, pg_backup, pg_wait, preflight, redis_backup,
+    sql, template,
+};
 use crate::template::{Renderer, RunIdentity};
 
 /// A scalar TOML value given where text is expected (`ENABLE_POSTGRES = false`).
@@ -34,7 +38,7 @@ pub(crate) struct Checker<'a> {
     renderer: &'a Renderer,
     workdir: &'a Path,
     problems: Vec<Problem>,
-    templates: HashMap<String, Option<Source>>,
+    files: HashMap<String, Option<Arc<str>>>,
     inputs: Vec<Input>,
 }
 
@@ -55,6 +59,22 @@ impl Checker<'_> {
             .render_field(self.source, field.span(), field.get_ref())
             .map_err(|p| self.problems.push(p))
             .ok()
+    }
+
+    /// A templated URL field, rendered and parsed by `parse`; returns the URL and its parse.
+    pub(crate) fn url<T>(
+        &mut self,
+        field: &Spanned<String>,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Option<(String, T)> {
+        let url = self.text(field)?;
+        match parse(&url) {
+            Ok(target) => Some((url, target)),
+            Err(why) => {
+                self.problem(field.span(), why, "this URL");
+                None
+            }
+        }
     }
 
     pub(crate) fn scalar(&mut self, field: &Spanned<Scalar>) -> Option<String> {
@@ -93,35 +113,80 @@ impl Checker<'_> {
             .ok()
     }
 
-    /// Reads (once) and renders a template file; problems point into the template.
+    pub(crate) fn workdir(&self) -> &Path {
+        self.workdir
+    }
+
+    /// Reads (once) a file the playbook depends on, fingerprinted for the plan; a problem
+    /// points at `span` if it cannot be read.
+    pub(crate) fn read_input(&mut self, path: &str, span: Range<usize>) -> Option<Arc<str>> {
+        if !self.files.contains_key(path) {
+            let loaded = match std::fs::read_to_string(self.workdir.join(path)) {
+                Ok(text) => {
+                    self.inputs
+                        .push(Input::new(path, InputRole::File, Some(text.as_bytes())));
+                    Some(Arc::from(text))
+                }
+                Err(e) => {
+                    self.problem(
+                        span,
+                        format!("file `{path}` cannot be read: {e}"),
+                        "this file",
+                    );
+                    None
+                }
+            };
+            self.files.insert(path.to_string(), loaded);
+        }
+        self.files.get(path)?.clone()
+    }
+
+    /// Renders a template file; problems point into the template.
     pub(crate) fn render_template_file(
         &mut self,
         path: &str,
         span: Range<usize>,
     ) -> Option<String> {
-        if !self.templates.contains_key(path) {
-            let loaded = match std::fs::read_to_string(self.workdir.join(path)) {
-                Ok(text) => {
-                    self.inputs
-                        .push(Input::new(path, InputRole::Template, Some(text.as_bytes())));
-                    Some(Source::new(path, text))
-                }
-                Err(e) => {
-                    self.problem(
-                        span.clone(),
-                        format!("template file `{path}` cannot be read: {e}"),
-                        "this template",
-                    );
-                    None
-                }
-            };
-            self.templates.insert(path.to_string(), loaded);
-        }
-        let source = self.templates.get(path)?.as_ref()?;
+        let text = self.read_input(path, span)?;
+        let source = Source::new(path, text);
         self.renderer
-            .render_file(source, &format!("template `{path}`"))
+            .render_file(&source, &format!("template `{path}`"))
             .map_err(|p| self.problems.push(p))
             .ok()
+    }
+
+    /// The files a templated glob pattern matches, relative to the workdir, in name order.
+    pub(crate) fn glob(&mut self, pattern: &Spanned<String>) -> Option<Vec<String>> {
+        let text = self.text(pattern)?;
+        let full = self.workdir.join(&text);
+        let matches: Vec<String> = match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .filter_map(|p| {
+                    p.strip_prefix(self.workdir)
+                        .ok()
+                        .map(|r| r.to_string_lossy().into_owned())
+                })
+                .collect(),
+            Err(e) => {
+                self.problem(
+                    pattern.span(),
+                    format!("`{text}` is not a valid pattern: {e}"),
+                    "this pattern",
+                );
+                return None;
+            }
+        };
+        if matches.is_empty() {
+            self.problem(
+                pattern.span(),
+                format!("no file matches `{text}`"),
+                "this pattern",
+            );
+            return None;
+        }
+        Some(matches)
     }
 
     /// Whether `program` can be started: on PATH, or a file relative to `dir` or the workdir.
@@ -183,7 +248,7 @@ pub(super) fn validate(
         renderer: &renderer,
         workdir: &workdir,
         problems,
-        templates: HashMap::new(),
+        files: HashMap::new(),
         inputs: vec![Input::new(
             &path.display().to_string(),
             InputRole::Playbook,
@@ -351,6 +416,21 @@ fn step(
         "exec" => parsed(kind_fields, cx, &what)
             .and_then(|r| exec::Exec::validate(r, cx))
             .map(Action::Exec),
+        "sql" => parsed(kind_fields, cx, &what)
+            .and_then(|r| sql::Sql::validate(r, cx))
+            .map(Action::Sql),
+        "pg_wait" => parsed(kind_fields, cx, &what)
+            .and_then(|r| pg_wait::PgWait::validate(r, cx))
+            .map(Action::PgWait),
+        "pg_backup" => parsed(kind_fields, cx, &what)
+            .and_then(|r| pg_backup::PgBackup::validate(r, cx))
+            .map(Action::PgBackup),
+        "redis_backup" => parsed(kind_fields, cx, &what)
+            .and_then(|r| redis_backup::RedisBackup::validate(r, cx))
+            .map(Action::RedisBackup),
+        "preflight" => parsed(kind_fields, cx, &what)
+            .and_then(|r| preflight::Preflight::validate(r, cx))
+            .map(Action::Preflight),
         other => {
             cx.problems.push(
                 cx.source
@@ -444,7 +524,10 @@ fn rollback(
             );
             return None;
         }
-        if matches!(action, Some(a) if a.default_rollback().is_none()) {
+        if matches!(
+            action.map(Action::default_rollback),
+            Some(DefaultRollback::Required)
+        ) {
             cx.problems.push(
                 cx.source
                     .problem(common.id.span(), format!("step `{}` has no rollback decision", common.id.get_ref()), "this step")

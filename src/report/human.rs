@@ -101,6 +101,7 @@ impl Human {
                 duration_ms,
                 error,
                 will_retry,
+                ..
             } => {
                 self.stop_spinner();
                 let then = if *will_retry { ", will retry" } else { "" };

@@ -40,6 +40,7 @@ impl Backup {
             action: format!("save {} into the run's backup dir", listed.join(", ")),
             changes: false,
             diff: None,
+            refusal: None,
         }
     }
 

@@ -61,6 +61,7 @@ impl Env {
             action: format!("set {} in `{}`", keys.join(", "), self.file),
             changes,
             diff: changes.then(|| diff(&self.file, current, edited.as_bytes())),
+            refusal: None,
         }
     }
 
@@ -70,7 +71,7 @@ impl Env {
         let current = files::read_optional(&path).map_err(io())?;
         let text = match &current {
             Some(bytes) => String::from_utf8(bytes.clone())
-                .map_err(|_| StepError(format!("`{}` is not UTF-8 text", self.file)))?,
+                .map_err(|_| StepError::from(format!("`{}` is not UTF-8 text", self.file)))?,
             None => String::new(),
         };
         let edited = edit(&text, &self.set);

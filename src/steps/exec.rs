@@ -49,6 +49,7 @@ impl Exec {
             action: format!("run {}", self.command.describe()),
             changes: true,
             diff: None,
+            refusal: None,
         }
     }
 }
@@ -174,6 +175,6 @@ impl Command {
                 message.push_str(&line);
             }
         }
-        Err(StepError(message))
+        Err(StepError::from(message))
     }
 }

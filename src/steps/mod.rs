@@ -1,11 +1,17 @@
 //! The step kinds: one module each, one enum to dispatch. Every kind has a pure `plan`
 //! (what it will do, given what was observed) and an async `apply`; the file-writing kinds
-//! `prepare` a snapshot first, which their default rollback restores.
+//! `prepare` a snapshot first, which their default rollback restores; the others return what
+//! their rollback needs when they are done.
 
 pub(crate) mod backup;
 pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
+pub(crate) mod pg_backup;
+pub(crate) mod pg_wait;
+pub(crate) mod preflight;
+pub(crate) mod redis_backup;
+pub(crate) mod sql;
 pub(crate) mod template;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +21,17 @@ use serde::{Deserialize, Serialize};
 use crate::plan::Observed;
 
 /// The kind names a playbook may use.
-pub(crate) const KINDS: &[&str] = &["backup", "template", "env", "exec"];
+pub(crate) const KINDS: &[&str] = &[
+    "backup",
+    "template",
+    "env",
+    "exec",
+    "sql",
+    "pg_wait",
+    "pg_backup",
+    "redis_backup",
+    "preflight",
+];
 
 /// What a step does, with its kind's fields.
 #[derive(Debug)]
@@ -24,6 +40,11 @@ pub(crate) enum Action {
     Template(template::Template),
     Env(env::Env),
     Exec(exec::Exec),
+    Sql(sql::Sql),
+    PgWait(pg_wait::PgWait),
+    PgBackup(pg_backup::PgBackup),
+    RedisBackup(redis_backup::RedisBackup),
+    Preflight(preflight::Preflight),
 }
 
 /// What the plan says a step will do.
@@ -31,6 +52,27 @@ pub(crate) struct Intent {
     pub(crate) action: String,
     pub(crate) changes: bool,
     pub(crate) diff: Option<String>,
+    /// Why the step must not run as things are (exit 3 at plan time).
+    pub(crate) refusal: Option<String>,
+}
+
+impl Intent {
+    pub(crate) fn new(action: String, changes: bool) -> Self {
+        Intent {
+            action,
+            changes,
+            diff: None,
+            refusal: None,
+        }
+    }
+}
+
+/// How a kind is undone when the playbook does not say.
+pub(crate) enum DefaultRollback {
+    /// Described by this text.
+    Does(&'static str),
+    /// The playbook must decide (exec).
+    Required,
 }
 
 /// What a step's rollback needs, recorded in the journal so rollback works from it alone.
@@ -41,6 +83,27 @@ pub(crate) enum Undo {
     Files { files: Vec<files::Snapshot> },
     /// Run this command.
     Command { command: exec::Command },
+    /// Run the down files of these applied SQL files, newest first.
+    Sql(sql::Applied),
+    /// Restore a PostgreSQL dump.
+    PgRestore(pg_backup::Dump),
+    /// Restore a Redis snapshot.
+    RedisRestore(redis_backup::Snapshot),
+}
+
+/// A step that finished: a one-line summary, and what its default rollback needs (if anything).
+pub(crate) struct Done {
+    pub(crate) summary: String,
+    pub(crate) undo: Option<Undo>,
+}
+
+impl From<String> for Done {
+    fn from(summary: String) -> Self {
+        Done {
+            summary,
+            undo: None,
+        }
+    }
 }
 
 /// Lines of output a running step reports (shown as progress, never journaled).
@@ -58,16 +121,33 @@ impl StepCx<'_> {
     pub(crate) fn resolve(&self, path: &str) -> PathBuf {
         self.workdir.join(path)
     }
+
+    pub(crate) fn say(&self, line: impl Into<String>) {
+        let _ = self.progress.send(line.into());
+    }
 }
 
-/// Why a step (or its rollback) failed, in words for the operator.
+/// Why a step (or its rollback) failed, in words for the operator, with what it had already
+/// done when that must be undone too.
 #[derive(Debug)]
-pub(crate) struct StepError(pub(crate) String);
+pub(crate) struct StepError {
+    pub(crate) message: String,
+    pub(crate) partial: Option<Box<Undo>>,
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        StepError {
+            message,
+            partial: None,
+        }
+    }
+}
 
 impl StepError {
     /// Wraps an I/O error with what was being done.
     pub(crate) fn io(context: String) -> impl FnOnce(std::io::Error) -> StepError {
-        move |e| StepError(format!("{context}: {e}"))
+        move |e| StepError::from(format!("{context}: {e}"))
     }
 }
 
@@ -78,6 +158,11 @@ impl Action {
             Action::Template(_) => "template",
             Action::Env(_) => "env",
             Action::Exec(_) => "exec",
+            Action::Sql(_) => "sql",
+            Action::PgWait(_) => "pg_wait",
+            Action::PgBackup(_) => "pg_backup",
+            Action::RedisBackup(_) => "redis_backup",
+            Action::Preflight(_) => "preflight",
         }
     }
 
@@ -87,37 +172,50 @@ impl Action {
             Action::Backup(s) => s.paths.iter().map(String::as_str).collect(),
             Action::Template(s) => vec![s.dest.as_str()],
             Action::Env(s) => vec![s.file.as_str()],
-            Action::Exec(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
-    pub(crate) fn plan(&self, observed: &Observed) -> Intent {
+    pub(crate) fn plan(&self, id: &str, observed: &Observed) -> Intent {
         match self {
             Action::Backup(s) => s.plan(observed),
             Action::Template(s) => s.plan(observed),
             Action::Env(s) => s.plan(observed),
             Action::Exec(s) => s.plan(),
+            Action::Sql(s) => s.plan(observed.sql_history(id)),
+            Action::PgWait(s) => s.plan(),
+            Action::PgBackup(s) => s.plan(),
+            Action::RedisBackup(s) => s.plan(),
+            Action::Preflight(s) => s.plan(),
         }
     }
 
-    /// The rollback a step gets when the playbook states none; `None` if it must state one.
-    pub(crate) fn default_rollback(&self) -> Option<&'static str> {
+    pub(crate) fn default_rollback(&self) -> DefaultRollback {
+        use DefaultRollback::{Does, Required};
         match self {
-            Action::Backup(_) => Some("restore the saved files; remove those that did not exist"),
+            Action::Backup(_) => Does("restore the saved files; remove those that did not exist"),
             Action::Template(_) | Action::Env(_) => {
-                Some("restore the previous content (remove the file if it did not exist)")
+                Does("restore the previous content (remove the file if it did not exist)")
             }
-            Action::Exec(_) => None,
+            Action::Exec(_) => Required,
+            Action::Sql(_) => Does(
+                "run the .down.sql of each applied file, newest first, and remove its history row",
+            ),
+            Action::PgWait(_) | Action::Preflight(_) => Does("none needed: it only reads"),
+            Action::PgBackup(_) => Does("restore the dump (pg_restore --clean)"),
+            Action::RedisBackup(_) => {
+                Does("restore every saved key with its TTL (RESTORE ... REPLACE)")
+            }
         }
     }
 
-    /// Records, before any change, what the default rollback will need.
+    /// Records, before any change, what the default rollback of a file-writing step will need.
     pub(crate) fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
         let paths: Vec<&str> = match self {
             Action::Backup(s) => s.paths.iter().map(String::as_str).collect(),
             Action::Template(s) => vec![s.dest.as_str()],
             Action::Env(s) => vec![s.file.as_str()],
-            Action::Exec(_) => return Ok(None),
+            _ => return Ok(None),
         };
         let files = paths
             .into_iter()
@@ -130,13 +228,18 @@ impl Action {
         Ok(Some(Undo::Files { files }))
     }
 
-    /// Does the step's work; returns a one-line summary.
-    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+    /// Does the step's work.
+    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
         match self {
-            Action::Backup(s) => s.apply(cx),
-            Action::Template(s) => s.apply(cx),
-            Action::Env(s) => s.apply(cx),
-            Action::Exec(s) => s.command.run(cx).await,
+            Action::Backup(s) => s.apply(cx).map(Done::from),
+            Action::Template(s) => s.apply(cx).map(Done::from),
+            Action::Env(s) => s.apply(cx).map(Done::from),
+            Action::Exec(s) => s.command.run(cx).await.map(Done::from),
+            Action::Sql(s) => s.apply(cx).await,
+            Action::PgWait(s) => s.apply(cx).await.map(Done::from),
+            Action::PgBackup(s) => s.apply(cx).await,
+            Action::RedisBackup(s) => s.apply(cx).await,
+            Action::Preflight(s) => s.apply(cx).await.map(Done::from),
         }
     }
 }
@@ -155,6 +258,9 @@ impl Undo {
                 Ok(format!("restored {} file(s)", files.len()))
             }
             Undo::Command { command } => command.run(cx).await,
+            Undo::Sql(applied) => applied.roll_back(cx).await,
+            Undo::PgRestore(dump) => dump.restore(cx).await,
+            Undo::RedisRestore(snapshot) => snapshot.restore(cx).await,
         }
     }
 }

@@ -54,6 +54,7 @@ impl Template {
             action: format!("render `{}` to `{}`{mode}", self.template, self.dest),
             changes,
             diff: changes.then(|| diff(&self.dest, current, self.content.as_bytes())),
+            refusal: None,
         }
     }
 

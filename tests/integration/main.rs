@@ -4,4 +4,6 @@ mod apply;
 mod diagnostics;
 mod examples;
 mod plan;
+mod postgres;
+mod redis;
 mod support;

@@ -132,3 +132,63 @@ pub fn example_secrets() -> Vec<(&'static str, &'static str)> {
         ("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
     ]
 }
+
+/// A service address from scripts/services.sh. Never skips: a missing service fails the test.
+pub fn service(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: start the test services with scripts/services.sh and source its env file (scripts/test.sh does both)")
+    })
+}
+
+/// Runs SQL through psql and returns its unaligned output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql failed on {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub fn fresh_database(name: &str) -> String {
+    let admin = service("RUNNER_TEST_PG_URL");
+    let db = format!("t_{name}_{}", std::process::id());
+    psql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    psql(&admin, &format!("CREATE DATABASE {db}"));
+    admin
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{db}"))
+        .unwrap()
+}
+
+/// redis-cli against the test server's database `db`.
+pub fn redis_cli(db: u8, args: &[&str]) -> String {
+    let url = url::Url::parse(&service("RUNNER_TEST_REDIS_URL")).expect("a Redis URL");
+    let out = Command::new("redis-cli")
+        .args([
+            "-h",
+            url.host_str().unwrap(),
+            "-p",
+            &url.port().unwrap().to_string(),
+            "-n",
+            &db.to_string(),
+        ])
+        .env("REDISCLI_AUTH", url.password().unwrap_or_default())
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -1,0 +1,1 @@
+DROP SCHEMA IF EXISTS claude_data CASCADE;

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS claude_data.api_keys;

@@ -1,0 +1,12 @@
+DROP TABLE IF EXISTS claude_data.migration_rejects;
+DROP TABLE IF EXISTS claude_data.migration_runs;
+DROP TABLE IF EXISTS claude_data.redemptions;
+DROP TABLE IF EXISTS claude_data.quota_cards;
+DROP TABLE IF EXISTS claude_data.config_singletons;
+DROP TABLE IF EXISTS claude_data.cost_counters;
+DROP TABLE IF EXISTS claude_data.usage_rollups;
+DROP TABLE IF EXISTS claude_data.users;
+DROP VIEW IF EXISTS claude_data.account_group_member_rows;
+DROP TABLE IF EXISTS claude_data.account_group_members;
+DROP TABLE IF EXISTS claude_data.account_groups;
+DROP TABLE IF EXISTS claude_data.accounts;

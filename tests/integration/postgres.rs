@@ -1,0 +1,359 @@
+//! The PostgreSQL steps against the real server of scripts/services.sh: the shipped sql/ as
+//! tracked migrations, failures in the middle, checksum drift, connection errors, TLS, backups.
+
+use std::io::{Read, Write};
+
+use crate::support::{Project, SENTINEL, fresh_database, psql, service};
+
+/// A project whose playbook applies `files` with a sql step to the URL in TEST_DB_URL.
+fn sql_project(files: &str, extra: &str, on_failure: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        &format!(
+            r#"[playbook]
+name = "db"
+on_failure = "{on_failure}"
+
+[secrets]
+PG_URL = {{ env = "TEST_DB_URL" }}
+APP_PASSWORD = {{ env = "DB_PASSWORD" }}
+
+[[steps]]
+id = "schema"
+kind = "sql"
+url = "{{{{secrets.PG_URL}}}}"
+files = ["{files}"]
+settings = {{ "runner.app_user" = "app_{pid}", "runner.app_password" = "{{{{secrets.APP_PASSWORD}}}}" }}
+{extra}"#,
+            pid = std::process::id()
+        ),
+    );
+    p
+}
+
+fn run(p: &Project, url: &str, args: &[&str]) -> crate::support::Run {
+    let mut command = p.command(args);
+    command.env("TEST_DB_URL", url);
+    crate::support::finish(command)
+}
+
+fn copy_shipped_sql(p: &Project) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        p.write(
+            &format!("sql/{}", path.file_name().unwrap().to_str().unwrap()),
+            &std::fs::read_to_string(&path).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn shipped_sql_applies_reapplies_as_noop_rolls_back_and_applies_again() {
+    let url = fresh_database("shipped");
+    let p = sql_project("sql/*.up.sql", "", "rollback");
+    copy_shipped_sql(&p);
+    let role = format!("app_{}", std::process::id());
+    run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM runner_sql_history WHERE success"
+        ),
+        "5"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'claude_data'"
+        ),
+        "13"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT extname FROM pg_extension WHERE extname IN ('pgcrypto', 'uuid-ossp') ORDER BY 1"
+        ),
+        "pgcrypto\nuuid-ossp"
+    );
+    // The application role logs in with the password given as a secret.
+    let (base, db) = url.rsplit_once('/').unwrap();
+    let host = base.rsplit_once('@').unwrap().1;
+    assert_eq!(
+        psql(
+            &format!("postgres://{role}:{SENTINEL}@{host}/{db}"),
+            "SELECT current_user"
+        ),
+        role
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT claude_data.decrypt_sensitive(claude_data.encrypt_sensitive('x', 'k'), 'k')"
+        ),
+        "x"
+    );
+    let applied_at = psql(
+        &url,
+        "SELECT string_agg(applied_at::text, ',' ORDER BY file) FROM runner_sql_history",
+    );
+
+    let again = run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
+    assert!(
+        again.stdout.contains("applied 0 file(s)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT string_agg(applied_at::text, ',' ORDER BY file) FROM runner_sql_history"
+        ),
+        applied_at
+    );
+
+    let nothing = run(&p, &url, &["rollback", "--yes"]).expect(0);
+    assert!(
+        nothing.stdout.contains("rolling back 0 step(s)"),
+        "the last run changed nothing: {}",
+        nothing.stdout
+    );
+    let runs = p.run(&["status", "--format", "json"]).expect(0).stdout;
+    let first: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    let first_id = first[0]["run_id"].as_str().unwrap().to_string();
+    run(&p, &url, &["rollback", "--yes", "--run", &first_id]).expect(0);
+    assert_eq!(psql(&url, "SELECT count(*) FROM runner_sql_history"), "0");
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'claude_data'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_extension WHERE extname IN ('pgcrypto', 'uuid-ossp')"
+        ),
+        "0"
+    );
+
+    run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM runner_sql_history WHERE success"
+        ),
+        "5"
+    );
+    assert!(
+        !p.journals().contains(SENTINEL),
+        "the role's password stays out of the journal"
+    );
+}
+
+#[test]
+fn a_syntax_error_in_the_middle_keeps_the_first_file_and_leaves_nothing_of_the_second() {
+    let url = fresh_database("middle");
+    let p = sql_project("sql/*.up.sql", "", "pause");
+    p.write("sql/001_a.up.sql", "CREATE TABLE a (id int);\n")
+        .write("sql/001_a.down.sql", "DROP TABLE a;\n")
+        .write(
+            "sql/002_b.up.sql",
+            "CREATE TABLE b (id int);\nINSERT INTO b VALUES (1);\nSELEC 1;\n",
+        )
+        .write("sql/002_b.down.sql", "DROP TABLE b;\n")
+        .write("sql/003_c.up.sql", "CREATE TABLE c (id int);\n")
+        .write("sql/003_c.down.sql", "DROP TABLE c;\n");
+    let failed = run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(7);
+    assert!(
+        failed
+            .stdout
+            .contains("`sql/002_b.up.sql` line 3, column 1: syntax error at or near \"SELEC\""),
+        "{}",
+        failed.stdout
+    );
+    assert_eq!(
+        psql(&url, "SELECT string_agg(file, ',') FROM runner_sql_history"),
+        "001_a.up.sql"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT to_regclass('a') IS NOT NULL, to_regclass('b') IS NULL, to_regclass('c') IS NULL"
+        ),
+        "t|t|t"
+    );
+    // The journal knows what the failed step had done: rollback undoes it.
+    run(&p, &url, &["rollback", "--yes"]).expect(0);
+    assert_eq!(psql(&url, "SELECT count(*) FROM runner_sql_history"), "0");
+    assert_eq!(psql(&url, "SELECT to_regclass('a') IS NULL"), "t");
+}
+
+#[test]
+fn editing_an_applied_file_makes_plan_refuse_naming_it() {
+    let url = fresh_database("drift");
+    let p = sql_project("sql/*.up.sql", "", "rollback");
+    p.write("sql/001_a.up.sql", "CREATE TABLE a (id int);\n")
+        .write("sql/001_a.down.sql", "DROP TABLE a;\n");
+    run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
+    run(
+        &p,
+        &url,
+        &["plan", "pb.toml", "--refresh", "--detailed-exitcode"],
+    )
+    .expect(0);
+    p.write("sql/001_a.up.sql", "CREATE TABLE a (id bigint);\n");
+    let refused = run(&p, &url, &["plan", "pb.toml", "--refresh"]).expect(3);
+    assert!(
+        refused
+            .stderr
+            .contains("`sql/001_a.up.sql` was changed after it was applied"),
+        "{}",
+        refused.stderr
+    );
+    let failed = run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(4);
+    assert!(
+        failed.stdout.contains("was changed after it was applied"),
+        "{}",
+        failed.stdout
+    );
+}
+
+#[test]
+fn a_no_transaction_file_that_fails_is_dirty_and_blocks() {
+    let url = fresh_database("dirty");
+    let p = sql_project("sql/*.up.sql", "", "pause");
+    p.write(
+        "sql/001_a.up.sql",
+        "-- runner:no-transaction\nCREATE TABLE a (id int);\nSELEC;\n",
+    );
+    run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(7);
+    assert_eq!(psql(&url, "SELECT success FROM runner_sql_history"), "f");
+    let refused = run(&p, &url, &["plan", "pb.toml", "--refresh"]).expect(3);
+    assert!(
+        refused.stderr.contains("may be half applied"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// A playbook with one pg_wait step on `url`.
+fn wait_for(url: &str) -> crate::support::Run {
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        "[playbook]\nname = \"wait\"\n[secrets]\nPG_URL = { env = \"TEST_DB_URL\" }\n[[steps]]\nid = \"wait\"\nkind = \"pg_wait\"\nurl = \"{{secrets.PG_URL}}\"\nwithin = \"1s\"\n",
+    );
+    run(&p, url, &["apply", "pb.toml", "--yes"])
+}
+
+#[test]
+fn connection_failures_are_clear_and_tls_verify_full_works() {
+    let admin = service("RUNNER_TEST_PG_URL");
+    let ca = service("RUNNER_TEST_PG_CA");
+    let ok = wait_for(&format!("{admin}?sslmode=verify-full&sslrootcert={ca}")).expect(0);
+    assert!(ok.stdout.contains("answered after"), "{}", ok.stdout);
+
+    let wrong = wait_for(&admin.replace("runner-test-pg-password", "wrong")).expect(4);
+    assert!(
+        wrong
+            .stdout
+            .contains("password authentication failed for user \"postgres\""),
+        "{}",
+        wrong.stdout
+    );
+    assert!(!wrong.stdout.contains("wrong"), "the password is redacted");
+
+    let down = wait_for("postgres://postgres:pw@127.0.0.1:9/postgres").expect(4);
+    assert!(
+        down.stdout
+            .contains("cannot connect to PostgreSQL at postgres@127.0.0.1:9/postgres"),
+        "{}",
+        down.stdout
+    );
+    assert!(
+        down.stdout.contains("time(s) over"),
+        "it retried: {}",
+        down.stdout
+    );
+
+    // A server that answers the TLS request with "N" (no TLS), as PostgreSQL with ssl = off does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten().take(20) {
+            let mut request = [0u8; 8];
+            if stream.read_exact(&mut request).is_ok() {
+                let _ = stream.write_all(b"N");
+            }
+        }
+    });
+    let refused = wait_for(&format!(
+        "postgres://postgres:pw@127.0.0.1:{port}/postgres?sslmode=require"
+    ))
+    .expect(4);
+    assert!(
+        refused.stdout.contains("server does not support TLS"),
+        "{}",
+        refused.stdout
+    );
+}
+
+#[test]
+fn pg_backup_then_a_destructive_step_then_rollback_brings_the_rows_back() {
+    let url = fresh_database("backup");
+    psql(
+        &url,
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 500) g",
+    );
+    let digest =
+        "SELECT count(*) || ':' || md5(string_agg(id || name, ',' ORDER BY id)) FROM items";
+    let before = psql(&url, digest);
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        r#"[playbook]
+name = "backup"
+[secrets]
+PG_URL = { env = "TEST_DB_URL" }
+
+[[steps]]
+id = "dump"
+kind = "pg_backup"
+url = "{{secrets.PG_URL}}"
+
+[[steps]]
+id = "destroy"
+kind = "exec"
+command = ["psql", "{{secrets.PG_URL}}", "-c", "DELETE FROM items WHERE id % 2 = 0; ALTER TABLE items ADD COLUMN junk int"]
+rollback = "none"
+reason = "the dump is the rollback"
+
+[[steps]]
+id = "fail"
+kind = "exec"
+command = ["false"]
+rollback = "none"
+reason = "test"
+"#,
+    );
+    let out = run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(4);
+    assert!(out.stdout.contains("undone  dump"), "{}", out.stdout);
+    assert_eq!(psql(&url, digest), before);
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'items'"
+        ),
+        "2"
+    );
+}

@@ -1,0 +1,207 @@
+//! The Redis steps against the real server of scripts/services.sh.
+
+use std::time::Instant;
+
+use crate::support::{Project, finish, redis_cli, service};
+
+#[test]
+fn redis_backup_then_flush_then_rollback_restores_keys_types_values_and_ttls() {
+    let db = 5;
+    redis_cli(db, &["FLUSHDB"]);
+    redis_cli(db, &["SET", "plain", "value with spaces"]);
+    redis_cli(db, &["SET", "expiring", "soon", "EX", "300"]);
+    redis_cli(
+        db,
+        &[
+            "HSET",
+            "apikey:1",
+            "name",
+            "team-a",
+            "isActive",
+            "true",
+            "permissions",
+            "[\"claude\"]",
+        ],
+    );
+    redis_cli(db, &["EXPIRE", "apikey:1", "31536000"]);
+    redis_cli(db, &["RPUSH", "usage:records:1", "{\"a\":1}", "{\"b\":2}"]);
+    redis_cli(db, &["SADD", "account_group_members:g", "x", "y", "z"]);
+    redis_cli(db, &["ZADD", "concurrency:1", "1", "r1", "2", "r2"]);
+    bulk_load(db, 2500);
+    let snapshot = |db| {
+        let mut keys: Vec<String> = redis_cli(db, &["--scan"])
+            .lines()
+            .map(String::from)
+            .collect();
+        keys.sort();
+        keys.iter()
+            .filter(|k| !k.starts_with("bulk:"))
+            .map(|k| {
+                let kind = redis_cli(db, &["TYPE", k]);
+                let read: &[&str] = match kind.as_str() {
+                    "string" => &["GET"],
+                    "hash" => &["HGETALL"],
+                    "list" => &["LRANGE"],
+                    "set" => &["SMEMBERS"],
+                    _ => &["ZRANGE"],
+                };
+                let mut args = read.to_vec();
+                args.push(k);
+                if matches!(kind.as_str(), "list" | "zset") {
+                    args.extend(["0", "-1"]);
+                }
+                if kind == "zset" {
+                    args.push("WITHSCORES");
+                }
+                let mut lines: Vec<String> =
+                    redis_cli(db, &args).lines().map(String::from).collect();
+                if matches!(kind.as_str(), "hash" | "set") {
+                    lines.sort();
+                }
+                format!("{k} {kind} {lines:?}")
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot(db);
+    let ttl_before = redis_cli(db, &["TTL", "apikey:1"]).parse::<i64>().unwrap();
+    let started = Instant::now();
+
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        &format!(
+            r#"[playbook]
+name = "redis"
+[secrets]
+REDIS_URL = {{ env = "TEST_REDIS_URL" }}
+
+[[steps]]
+id = "snapshot"
+kind = "redis_backup"
+url = "{{{{secrets.REDIS_URL}}}}/{db}"
+
+[[steps]]
+id = "flush"
+kind = "exec"
+command = ["redis-cli", "-u", "{{{{secrets.REDIS_URL}}}}/{db}", "--no-auth-warning", "FLUSHDB"]
+rollback = "none"
+reason = "the snapshot is the rollback"
+
+[[steps]]
+id = "fail"
+kind = "exec"
+command = ["false"]
+rollback = "none"
+reason = "test"
+"#
+        ),
+    );
+    let mut command = p.command(&["apply", "pb.toml", "--yes"]);
+    command.env("TEST_REDIS_URL", service("RUNNER_TEST_REDIS_URL"));
+    let out = finish(command).expect(4);
+    assert!(out.stdout.contains("saved 2506 key(s)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("restored 2506 key(s)"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(snapshot(db), before);
+    assert_eq!(redis_cli(db, &["DBSIZE"]), "2506");
+    assert_eq!(
+        redis_cli(db, &["HGET", "apikey:1", "permissions"]),
+        "[\"claude\"]"
+    );
+    assert_eq!(
+        redis_cli(db, &["LRANGE", "usage:records:1", "0", "-1"]),
+        "{\"a\":1}\n{\"b\":2}"
+    );
+    let ttl_after = redis_cli(db, &["TTL", "apikey:1"]).parse::<i64>().unwrap();
+    let elapsed = started.elapsed().as_secs() as i64;
+    assert!(
+        (ttl_before - elapsed - ttl_after).abs() <= 1,
+        "TTL {ttl_before} then {ttl_after} after {elapsed}s"
+    );
+    assert_eq!(redis_cli(db, &["TTL", "plain"]), "-1");
+    assert!(!out.stdout.contains("runner-test-redis-password"));
+}
+
+/// Sets `bulk:0` .. `bulk:{n-1}`, 500 keys per MSET.
+fn bulk_load(db: u8, n: usize) {
+    let pairs: Vec<String> = (0..n)
+        .flat_map(|i| [format!("bulk:{i}"), i.to_string()])
+        .collect();
+    for chunk in pairs.chunks(1000) {
+        let mut args = vec!["MSET"];
+        args.extend(chunk.iter().map(String::as_str));
+        redis_cli(db, &args);
+    }
+}
+
+#[test]
+fn preflight_lists_every_check_and_reports_all_failures_together() {
+    let p = Project::new();
+    let pg = service("RUNNER_TEST_PG_URL");
+    let redis = service("RUNNER_TEST_REDIS_URL");
+    p.write("present.txt", "x").write(
+        "pb.toml",
+        r#"[playbook]
+name = "preflight"
+[secrets]
+PG_URL = { env = "TEST_PG_URL" }
+REDIS_URL = { env = "TEST_REDIS_URL" }
+
+[[steps]]
+id = "check"
+kind = "preflight"
+env = ["DB_PASSWORD", "RUNNER_SURELY_UNSET"]
+files = ["present.txt", "missing.txt"]
+docker = true
+postgres = "{{secrets.PG_URL}}"
+redis = "{{secrets.REDIS_URL}}"
+within = "1s"
+"#,
+    );
+    let mut good = p.command(&["apply", "pb.toml", "--yes"]);
+    good.env("TEST_PG_URL", &pg).env("TEST_REDIS_URL", &redis);
+    let out = finish(good).expect(4);
+    assert!(
+        out.stdout.contains("2 of 7 check(s) failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("FAIL  environment variable RUNNER_SURELY_UNSET: not set"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("FAIL  file `missing.txt`: missing"),
+        "{}",
+        out.stdout
+    );
+
+    let mut bad = p.command(&["apply", "pb.toml", "--yes"]);
+    bad.env("TEST_PG_URL", pg.replace("runner-test-pg-password", "nope"))
+        .env(
+            "TEST_REDIS_URL",
+            redis.replace("runner-test-redis-password", "nope"),
+        );
+    let out = finish(bad).expect(4);
+    assert!(
+        out.stdout.contains("4 of 7 check(s) failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("password authentication failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("FAIL  Redis 127.0.0.1:16379/0"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("ok    Docker engine"), "{}", out.stdout);
+}
