@@ -142,15 +142,16 @@ pub fn service(var: &str) -> String {
 
 /// Runs SQL through psql and returns its unaligned output.
 pub fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql failed on {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut command = Command::new("psql");
+    command.args([url, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+    tool_output(command)
+}
+
+/// What a tool printed, trimmed; fails the test if the tool failed.
+fn tool_output(mut command: Command) -> String {
+    let out = command.output().expect("the tool runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{command:?} failed: {stderr}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -172,23 +173,11 @@ pub fn fresh_database(name: &str) -> String {
 /// redis-cli against the test server's database `db`.
 pub fn redis_cli(db: u8, args: &[&str]) -> String {
     let url = url::Url::parse(&service("RUNNER_TEST_REDIS_URL")).expect("a Redis URL");
-    let out = Command::new("redis-cli")
-        .args([
-            "-h",
-            url.host_str().unwrap(),
-            "-p",
-            &url.port().unwrap().to_string(),
-            "-n",
-            &db.to_string(),
-        ])
+    let (port, db) = (url.port().unwrap().to_string(), db.to_string());
+    let mut command = Command::new("redis-cli");
+    command
+        .args(["-h", url.host_str().unwrap(), "-p", &port, "-n", &db])
         .env("REDISCLI_AUTH", url.password().unwrap_or_default())
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    assert!(
-        out.status.success(),
-        "redis-cli {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+        .args(args);
+    tool_output(command)
 }
