@@ -76,9 +76,9 @@ enum Command {
         /// Exit 0 when nothing would change, 6 when something would.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Also read the live state (the SQL history of `sql` steps) to say exactly what will run.
+        /// Do not read the live state (the SQL history of `sql` steps); plan from files alone.
         #[arg(long)]
-        refresh: bool,
+        no_refresh: bool,
     },
     /// Apply a playbook, or a plan saved with `plan --out` (refused if it went stale).
     Apply {
@@ -87,6 +87,9 @@ enum Command {
         /// Take the lock even if another live process holds it.
         #[arg(long)]
         force_unlock: bool,
+        /// Do not read the live state before applying (a saved plan keeps its own choice).
+        #[arg(long)]
+        no_refresh: bool,
     },
     /// Continue the last unfinished run: completed steps are skipped, the interrupted one re-runs.
     Resume {
@@ -172,7 +175,7 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
             playbook,
             out,
             detailed_exitcode,
-            refresh,
+            no_refresh,
         } => {
             show_plan(
                 &cli,
@@ -180,14 +183,15 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
                 &vars,
                 out.as_deref(),
                 *detailed_exitcode,
-                *refresh,
+                !*no_refresh,
             )
             .await
         }
         Command::Apply {
             target,
             force_unlock,
-        } => apply(&cli, target, &vars, *force_unlock).await,
+            no_refresh,
+        } => apply(&cli, target, &vars, *force_unlock, !*no_refresh).await,
         Command::Resume { force_unlock } => resume(&cli, *force_unlock).await,
         Command::Rollback { run, force_unlock } => {
             rollback(&cli, run.as_deref(), *force_unlock).await
@@ -295,6 +299,7 @@ async fn apply(
     target: &Path,
     vars: &BTreeMap<String, String>,
     force_unlock: bool,
+    refresh: bool,
 ) -> Result<u8> {
     let saved = if target.extension().is_some_and(|e| e == "json") {
         Some(Plan::read(target)?)
@@ -313,7 +318,8 @@ async fn apply(
         ),
         None => (target.to_path_buf(), vars.clone()),
     };
-    let fresh = planned(&path, &vars, false).await?;
+    let refresh = saved.as_ref().map_or(refresh, |p| p.playbook.refreshed);
+    let fresh = planned(&path, &vars, refresh).await?;
     if let Some(saved) = &saved
         && saved.hash != fresh.hash
     {
@@ -330,6 +336,7 @@ async fn apply(
     if cli.format != Format::Json {
         print!("{}", report::plan(&fresh, cli.format));
     }
+    refuse_if_blocked(&fresh)?;
     if !confirm(
         cli,
         &format!(

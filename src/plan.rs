@@ -37,6 +37,8 @@ pub(crate) struct Header {
     pub(crate) on_failure: OnFailure,
     /// The `--var` values the plan was made with; `apply plan.json` uses them again.
     pub(crate) vars: BTreeMap<String, String>,
+    /// Whether the live state (SQL histories) was read; `apply plan.json` does the same.
+    pub(crate) refreshed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -95,6 +97,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> String {
 /// with `--refresh`, the SQL history of each `sql` step.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
+    refreshed: bool,
     files: BTreeMap<String, Option<Vec<u8>>>,
     sql: BTreeMap<String, std::result::Result<Vec<crate::steps::sql::Row>, String>>,
 }
@@ -115,7 +118,10 @@ impl Observed {
 /// Reads what the plan depends on: the only I/O of planning. With `refresh`, also the live
 /// state of databases (an unreachable one is noted in the plan, not an error).
 pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observed> {
-    let mut observed = Observed::default();
+    let mut observed = Observed {
+        refreshed: refresh,
+        ..Observed::default()
+    };
     if refresh {
         for step in &playbook.steps {
             if let crate::steps::Action::Sql(sql) = &step.action {
@@ -175,6 +181,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
             description: playbook.description.clone(),
             on_failure: playbook.on_failure,
             vars: playbook.overrides.clone(),
+            refreshed: observed.refreshed,
         },
         inputs,
         changes: steps.iter().filter(|s| s.changes).count(),

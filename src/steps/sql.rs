@@ -177,7 +177,7 @@ impl Sql {
         let Some(history) = history else {
             return Intent::new(
                 format!(
-                    "apply the files not applied yet to {}, in order: {} (history in {}; pass --refresh to read it)",
+                    "apply the files not applied yet to {}, in order: {} (history in {} not read: --no-refresh)",
                     self.target.display,
                     names.join(", "),
                     self.history.name()

@@ -205,27 +205,22 @@ fn editing_an_applied_file_makes_plan_refuse_naming_it() {
     p.write("sql/001_a.up.sql", "CREATE TABLE a (id int);\n")
         .write("sql/001_a.down.sql", "DROP TABLE a;\n");
     run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
+    run(&p, &url, &["plan", "pb.toml", "--detailed-exitcode"]).expect(0);
     run(
         &p,
         &url,
-        &["plan", "pb.toml", "--refresh", "--detailed-exitcode"],
+        &["plan", "pb.toml", "--no-refresh", "--detailed-exitcode"],
     )
-    .expect(0);
+    .expect(6);
     p.write("sql/001_a.up.sql", "CREATE TABLE a (id bigint);\n");
-    let refused = run(&p, &url, &["plan", "pb.toml", "--refresh"]).expect(3);
-    assert!(
-        refused
-            .stderr
-            .contains("`sql/001_a.up.sql` was changed after it was applied"),
-        "{}",
-        refused.stderr
-    );
-    let failed = run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(4);
-    assert!(
-        failed.stdout.contains("was changed after it was applied"),
-        "{}",
-        failed.stdout
-    );
+    let refused = run(&p, &url, &["plan", "pb.toml"]).expect(3);
+    let named = "`sql/001_a.up.sql` was changed after it was applied";
+    assert!(refused.stderr.contains(named), "{}", refused.stderr);
+    let refused = run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(3);
+    assert!(refused.stderr.contains(named), "{}", refused.stderr);
+    // Without the live state, the step itself finds the drift and fails before any change.
+    let failed = run(&p, &url, &["apply", "pb.toml", "--yes", "--no-refresh"]).expect(4);
+    assert!(failed.stdout.contains(named), "{}", failed.stdout);
 }
 
 #[test]
@@ -238,7 +233,7 @@ fn a_no_transaction_file_that_fails_is_dirty_and_blocks() {
     );
     run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(7);
     assert_eq!(psql(&url, "SELECT success FROM runner_sql_history"), "f");
-    let refused = run(&p, &url, &["plan", "pb.toml", "--refresh"]).expect(3);
+    let refused = run(&p, &url, &["plan", "pb.toml"]).expect(3);
     assert!(
         refused.stderr.contains("may be half applied"),
         "{}",
