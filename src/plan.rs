@@ -95,7 +95,7 @@ pub(crate) fn sha256(bytes: &[u8]) -> String {
 
 /// What planning read of the live system: the files the steps touch (`None`: absent) and,
 /// with `--refresh`, the SQL history of each `sql` step.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Observed {
     refreshed: bool,
     files: BTreeMap<String, Option<Vec<u8>>>,
@@ -142,11 +142,16 @@ pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observ
 /// The plan for a playbook given what was observed. Pure: same inputs, same plan, byte for byte.
 pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
     let redact = |s: &str| playbook.secrets.redact(s);
+    // Each step is planned against the files as the steps before it leave them.
+    let mut state = observed.clone();
     let steps: Vec<PlannedStep> = playbook
         .steps
         .iter()
         .map(|step| {
-            let intent = step.action.plan(&step.id, observed);
+            let mut intent = step.action.plan(&step.id, &state);
+            if let Some((path, content)) = intent.writes.take() {
+                state.files.insert(path, Some(content));
+            }
             PlannedStep {
                 id: step.id.clone(),
                 kind: step.action.kind().to_string(),

@@ -41,6 +41,7 @@ impl Backup {
             changes: false,
             diff: None,
             refusal: None,
+            writes: None,
         }
     }
 

@@ -62,6 +62,7 @@ impl Env {
             changes,
             diff: changes.then(|| diff(&self.file, current, edited.as_bytes())),
             refusal: None,
+            writes: Some((self.file.clone(), edited.into_bytes())),
         }
     }
 

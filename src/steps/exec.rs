@@ -50,6 +50,7 @@ impl Exec {
             changes: true,
             diff: None,
             refusal: None,
+            writes: None,
         }
     }
 }

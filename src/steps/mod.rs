@@ -54,6 +54,8 @@ pub(crate) struct Intent {
     pub(crate) diff: Option<String>,
     /// Why the step must not run as things are (exit 3 at plan time).
     pub(crate) refusal: Option<String>,
+    /// The file the step leaves behind, so later steps are planned against it.
+    pub(crate) writes: Option<(String, Vec<u8>)>,
 }
 
 impl Intent {
@@ -63,6 +65,7 @@ impl Intent {
             changes,
             diff: None,
             refusal: None,
+            writes: None,
         }
     }
 }

