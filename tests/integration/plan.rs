@@ -91,7 +91,7 @@ fn detailed_exitcode_says_whether_anything_would_change() {
     let p = project();
     p.run(&["plan", "pb.toml", "--detailed-exitcode"]).expect(6);
     p.run(&["apply", "pb.toml", "--yes"]).expect(0);
-    assert_eq!(p.read("app.env").unwrap(), "A=1\nB=2\n");
+    p.run(&["plan", "pb.toml", "--detailed-exitcode"]).expect(0);
 }
 
 #[test]
