@@ -290,6 +290,15 @@ fn confirm(cli: &Cli, question: &str) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// Takes the state dir's lock for this command, telling the operator about a holder it replaced.
+fn take_lock(cli: &Cli, force_unlock: bool, reporter: &mut Reporter) -> Result<Lock> {
+    let (lock, warning) = Lock::acquire(&cli.state_dir, &command_line(), force_unlock)?;
+    if let Some(w) = warning {
+        reporter.note(&w);
+    }
+    Ok(lock)
+}
+
 fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
@@ -349,10 +358,7 @@ async fn apply(
         return Ok(exit_code::REFUSED);
     }
     let mut reporter = Reporter::new(cli.format);
-    let (_lock, warning) = Lock::acquire(&cli.state_dir, &command_line(), force_unlock)?;
-    if let Some(w) = warning {
-        reporter.note(&w);
-    }
+    let _lock = take_lock(cli, force_unlock, &mut reporter)?;
     let identity = RunIdentity::start(&fresh.playbook.phase);
     let playbook = playbook::load(&path, &vars, Some(&identity))?;
     let dir = journal::runs_dir(&cli.state_dir).join(&identity.id);
@@ -380,10 +386,7 @@ async fn apply(
 
 async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
     let mut reporter = Reporter::new(cli.format);
-    let (_lock, warning) = Lock::acquire(&cli.state_dir, &command_line(), force_unlock)?;
-    if let Some(w) = warning {
-        reporter.note(&w);
-    }
+    let _lock = take_lock(cli, force_unlock, &mut reporter)?;
     let runs = journal::list(&cli.state_dir)?;
     let Some(state) = runs.into_iter().last() else {
         return Err(Error::refused(
@@ -447,10 +450,7 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
 
 async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8> {
     let mut reporter = Reporter::new(cli.format);
-    let (_lock, warning) = Lock::acquire(&cli.state_dir, &command_line(), force_unlock)?;
-    if let Some(w) = warning {
-        reporter.note(&w);
-    }
+    let _lock = take_lock(cli, force_unlock, &mut reporter)?;
     let state = pick_run(&cli.state_dir, id)?;
     if state.status == Some(RunStatus::RolledBack) {
         return Err(Error::refused(

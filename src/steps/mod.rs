@@ -214,13 +214,14 @@ impl Action {
 
     /// Records, before any change, what the default rollback of a file-writing step will need.
     pub(crate) fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
-        let paths: Vec<&str> = match self {
-            Action::Backup(s) => s.paths.iter().map(String::as_str).collect(),
-            Action::Template(s) => vec![s.dest.as_str()],
-            Action::Env(s) => vec![s.file.as_str()],
-            _ => return Ok(None),
-        };
-        let files = paths
+        if !matches!(
+            self,
+            Action::Backup(_) | Action::Template(_) | Action::Env(_)
+        ) {
+            return Ok(None);
+        }
+        let files = self
+            .observes()
             .into_iter()
             .enumerate()
             .map(|(i, p)| {

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use crate::support::{Project, SENTINEL, fresh_database, psql, service};
 
 /// A project whose playbook applies `files` with a sql step to the URL in TEST_DB_URL.
-fn sql_project(files: &str, extra: &str, on_failure: &str) -> Project {
+fn sql_project(files: &str, on_failure: &str) -> Project {
     let p = Project::new();
     p.write(
         "pb.toml",
@@ -25,7 +25,7 @@ kind = "sql"
 url = "{{{{secrets.PG_URL}}}}"
 files = ["{files}"]
 settings = {{ "runner.app_user" = "app_{pid}", "runner.app_password" = "{{{{secrets.APP_PASSWORD}}}}" }}
-{extra}"#,
+"#,
             pid = std::process::id()
         ),
     );
@@ -52,7 +52,7 @@ fn copy_shipped_sql(p: &Project) {
 #[test]
 fn shipped_sql_applies_reapplies_as_noop_rolls_back_and_applies_again() {
     let url = fresh_database("shipped");
-    let p = sql_project("sql/*.up.sql", "", "rollback");
+    let p = sql_project("sql/*.up.sql", "rollback");
     copy_shipped_sql(&p);
     let role = format!("app_{}", std::process::id());
     run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
@@ -163,7 +163,7 @@ fn shipped_sql_applies_reapplies_as_noop_rolls_back_and_applies_again() {
 #[test]
 fn a_syntax_error_in_the_middle_keeps_the_first_file_and_leaves_nothing_of_the_second() {
     let url = fresh_database("middle");
-    let p = sql_project("sql/*.up.sql", "", "pause");
+    let p = sql_project("sql/*.up.sql", "pause");
     p.write("sql/001_a.up.sql", "CREATE TABLE a (id int);\n")
         .write("sql/001_a.down.sql", "DROP TABLE a;\n")
         .write(
@@ -201,7 +201,7 @@ fn a_syntax_error_in_the_middle_keeps_the_first_file_and_leaves_nothing_of_the_s
 #[test]
 fn editing_an_applied_file_makes_plan_refuse_naming_it() {
     let url = fresh_database("drift");
-    let p = sql_project("sql/*.up.sql", "", "rollback");
+    let p = sql_project("sql/*.up.sql", "rollback");
     p.write("sql/001_a.up.sql", "CREATE TABLE a (id int);\n")
         .write("sql/001_a.down.sql", "DROP TABLE a;\n");
     run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
@@ -226,7 +226,7 @@ fn editing_an_applied_file_makes_plan_refuse_naming_it() {
 #[test]
 fn a_no_transaction_file_that_fails_is_dirty_and_blocks() {
     let url = fresh_database("dirty");
-    let p = sql_project("sql/*.up.sql", "", "pause");
+    let p = sql_project("sql/*.up.sql", "pause");
     p.write(
         "sql/001_a.up.sql",
         "-- runner:no-transaction\nCREATE TABLE a (id int);\nSELEC;\n",
