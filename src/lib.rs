@@ -10,6 +10,7 @@
 mod cli;
 mod db;
 mod diagnostic;
+mod docker;
 mod engine;
 mod error;
 mod journal;

@@ -148,7 +148,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
         .steps
         .iter()
         .map(|step| {
-            let mut intent = step.action.plan(&step.id, &state);
+            let mut intent = step.action.plan(&step.id, &state, &playbook.workdir);
             if let Some((path, content)) = intent.writes.take() {
                 state.files.insert(path, Some(content));
             }

@@ -16,7 +16,7 @@ use crate::journal::{self, Journal, RunState};
 use crate::playbook::{OnFailure, Playbook, Rollback, Step};
 use crate::report::Reporter;
 use crate::secrets::Secrets;
-use crate::steps::{Done, StepCx, StepError, Undo};
+use crate::steps::{Done, Note, StepCx, StepError, Undo};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -185,7 +185,7 @@ async fn run_step(
             attempt,
         })?;
         let result = if attempt == 1 && !prepared {
-            prepare(run, step, &cx, undos)
+            prepare(run, step, &cx, undos).await
         } else {
             Ok(())
         };
@@ -196,17 +196,14 @@ async fn run_step(
                 loop {
                     tokio::select! {
                         result = &mut work => break result,
-                        Some(line) = lines.recv() => run.emitter.emit(Event::StepProgress { step: step.id.clone(), line })?,
+                        Some(note) = lines.recv() => run.emitter.emit(note_event(step, note))?,
                     }
                 }
             }
             Err(e) => Err(e),
         };
-        while let Ok(line) = lines.try_recv() {
-            run.emitter.emit(Event::StepProgress {
-                step: step.id.clone(),
-                line,
-            })?;
+        while let Ok(note) = lines.try_recv() {
+            run.emitter.emit(note_event(step, note))?;
         }
         match result {
             Ok(Done { summary, undo }) => {
@@ -252,6 +249,18 @@ async fn run_step(
     }
 }
 
+fn note_event(step: &Step, note: Note) -> Event {
+    match note {
+        Note::Line(line) => Event::StepProgress {
+            step: step.id.clone(),
+            line,
+        },
+        Note::Warning(message) => Event::Warning {
+            message: format!("step `{}`: {message}", step.id),
+        },
+    }
+}
+
 /// Adds an undo record to the run's list and returns the form the journal keeps.
 fn keep_undo(
     run: &Run<'_, '_>,
@@ -266,13 +275,13 @@ fn keep_undo(
 }
 
 /// Takes the snapshot the default rollback needs, and journals it before anything changes.
-fn prepare(
+async fn prepare(
     run: &mut Run<'_, '_>,
     step: &Step,
     cx: &StepCx<'_>,
     undos: &mut Vec<(String, Undo)>,
 ) -> Result<(), StepError> {
-    let snapshot = step.action.prepare(cx)?;
+    let snapshot = step.action.prepare(cx).await?;
     if let (Some(undo), Rollback::Default) = (snapshot, &step.rollback) {
         let engine = |e: crate::error::Error| StepError::from(e.to_string());
         let stored = keep_undo(run, step, Some(undo), undos).map_err(engine)?;

@@ -17,8 +17,8 @@ use crate::diagnostic::{Problem, Source};
 use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
 use crate::steps::{
-    Action, DefaultRollback, KINDS, backup, env, exec, pg_backup, pg_wait, preflight, redis_backup,
-    sql, template,
+    Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
+    pg_backup, pg_wait, preflight, redis_backup, sql, template,
 };
 use crate::template::{Renderer, RunIdentity};
 
@@ -431,6 +431,18 @@ fn step(
         "preflight" => parsed(kind_fields, cx, &what)
             .and_then(|r| preflight::Preflight::validate(r, cx))
             .map(Action::Preflight),
+        "docker_build" => parsed(kind_fields, cx, &what)
+            .and_then(|r| docker_build::DockerBuild::validate(r, cx))
+            .map(Action::DockerBuild),
+        "compose_up" => parsed(kind_fields, cx, &what)
+            .and_then(|r| compose::Compose::validate(r, cx, false))
+            .map(Action::ComposeUp),
+        "compose_down" => parsed(kind_fields, cx, &what)
+            .and_then(|r| compose::Compose::validate(r, cx, true))
+            .map(Action::ComposeDown),
+        "docker_prune" => parsed(kind_fields, cx, &what)
+            .and_then(|r| docker_prune::DockerPrune::validate(r, cx))
+            .map(Action::DockerPrune),
         other => {
             cx.problems.push(
                 cx.source

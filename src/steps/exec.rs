@@ -159,7 +159,7 @@ impl Command {
                 tail.pop_front();
             }
             tail.push_back(line.clone());
-            let _ = cx.progress.send(line);
+            cx.say(line);
         }
         let status = child.wait().await.map_err(StepError::io(format!(
             "could not wait for `{}`",

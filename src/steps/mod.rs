@@ -4,6 +4,9 @@
 //! their rollback needs when they are done.
 
 pub(crate) mod backup;
+pub(crate) mod compose;
+pub(crate) mod docker_build;
+pub(crate) mod docker_prune;
 pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
@@ -31,6 +34,10 @@ pub(crate) const KINDS: &[&str] = &[
     "pg_backup",
     "redis_backup",
     "preflight",
+    "docker_build",
+    "compose_up",
+    "compose_down",
+    "docker_prune",
 ];
 
 /// What a step does, with its kind's fields.
@@ -45,6 +52,10 @@ pub(crate) enum Action {
     PgBackup(pg_backup::PgBackup),
     RedisBackup(redis_backup::RedisBackup),
     Preflight(preflight::Preflight),
+    DockerBuild(docker_build::DockerBuild),
+    ComposeUp(compose::Compose),
+    ComposeDown(compose::Compose),
+    DockerPrune(docker_prune::DockerPrune),
 }
 
 /// What the plan says a step will do.
@@ -92,6 +103,10 @@ pub(crate) enum Undo {
     PgRestore(pg_backup::Dump),
     /// Restore a Redis snapshot.
     RedisRestore(redis_backup::Snapshot),
+    /// Point image tags back where they were.
+    Retag(docker_build::Tags),
+    /// Put services' previous containers back.
+    Containers(compose::Containers),
 }
 
 /// A step that finished: a one-line summary, and what its default rollback needs (if anything).
@@ -109,8 +124,15 @@ impl From<String> for Done {
     }
 }
 
-/// Lines of output a running step reports (shown as progress, never journaled).
-pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<String>;
+/// What a running step reports while it works.
+pub(crate) enum Note {
+    /// A line of progress (shown, never journaled).
+    Line(String),
+    /// Something the operator must know (journaled).
+    Warning(String),
+}
+
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<Note>;
 
 /// What a step needs from the engine while it runs.
 pub(crate) struct StepCx<'a> {
@@ -126,7 +148,11 @@ impl StepCx<'_> {
     }
 
     pub(crate) fn say(&self, line: impl Into<String>) {
-        let _ = self.progress.send(line.into());
+        let _ = self.progress.send(Note::Line(line.into()));
+    }
+
+    pub(crate) fn warn(&self, message: String) {
+        let _ = self.progress.send(Note::Warning(message));
     }
 }
 
@@ -166,6 +192,10 @@ impl Action {
             Action::PgBackup(_) => "pg_backup",
             Action::RedisBackup(_) => "redis_backup",
             Action::Preflight(_) => "preflight",
+            Action::DockerBuild(_) => "docker_build",
+            Action::ComposeUp(_) => "compose_up",
+            Action::ComposeDown(_) => "compose_down",
+            Action::DockerPrune(_) => "docker_prune",
         }
     }
 
@@ -175,11 +205,12 @@ impl Action {
             Action::Backup(s) => s.paths.iter().map(String::as_str).collect(),
             Action::Template(s) => vec![s.dest.as_str()],
             Action::Env(s) => vec![s.file.as_str()],
+            Action::ComposeUp(s) | Action::ComposeDown(s) => s.observes(),
             _ => Vec::new(),
         }
     }
 
-    pub(crate) fn plan(&self, id: &str, observed: &Observed) -> Intent {
+    pub(crate) fn plan(&self, id: &str, observed: &Observed, workdir: &Path) -> Intent {
         match self {
             Action::Backup(s) => s.plan(observed),
             Action::Template(s) => s.plan(observed),
@@ -190,6 +221,10 @@ impl Action {
             Action::PgBackup(s) => s.plan(),
             Action::RedisBackup(s) => s.plan(),
             Action::Preflight(s) => s.plan(),
+            Action::DockerBuild(s) => s.plan(),
+            Action::ComposeUp(s) => s.plan(observed, workdir, false),
+            Action::ComposeDown(s) => s.plan(observed, workdir, true),
+            Action::DockerPrune(s) => s.plan(),
         }
     }
 
@@ -205,6 +240,11 @@ impl Action {
                 "run the .down.sql of each applied file, newest first, and remove its history row",
             ),
             Action::PgWait(_) | Action::Preflight(_) => Does("none needed: it only reads"),
+            Action::DockerBuild(_) => Does("point each tag back at the image it named before"),
+            Action::ComposeUp(_) | Action::ComposeDown(_) => Does(
+                "remove the containers the step created and put the previous ones back (kept, stopped, until then)",
+            ),
+            Action::DockerPrune(_) => Does("none needed: only unused, untagged images go"),
             Action::PgBackup(_) => Does("restore the dump (pg_restore --clean)"),
             Action::RedisBackup(_) => {
                 Does("restore every saved key with its TTL (RESTORE ... REPLACE)")
@@ -212,13 +252,14 @@ impl Action {
         }
     }
 
-    /// Records, before any change, what the default rollback of a file-writing step will need.
-    pub(crate) fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
-        if !matches!(
-            self,
-            Action::Backup(_) | Action::Template(_) | Action::Env(_)
-        ) {
-            return Ok(None);
+    /// Records, before any change, what the default rollback will need: the files a
+    /// file-writing step changes, the images tags name, the containers services have.
+    pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
+        match self {
+            Action::Backup(_) | Action::Template(_) | Action::Env(_) => {}
+            Action::DockerBuild(s) => return s.prepare().await.map(Some),
+            Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
+            _ => return Ok(None),
         }
         let files = self
             .observes()
@@ -244,6 +285,10 @@ impl Action {
             Action::PgBackup(s) => s.apply(cx).await,
             Action::RedisBackup(s) => s.apply(cx).await,
             Action::Preflight(s) => s.apply(cx).await.map(Done::from),
+            Action::DockerBuild(s) => s.apply(cx).await.map(Done::from),
+            Action::ComposeUp(s) => s.up(cx).await.map(Done::from),
+            Action::ComposeDown(s) => s.down(cx).await.map(Done::from),
+            Action::DockerPrune(s) => s.apply().await.map(Done::from),
         }
     }
 }
@@ -265,6 +310,8 @@ impl Undo {
             Undo::Sql(applied) => applied.roll_back(cx).await,
             Undo::PgRestore(dump) => dump.restore(cx).await,
             Undo::RedisRestore(snapshot) => snapshot.restore(cx).await,
+            Undo::Retag(tags) => tags.restore().await,
+            Undo::Containers(containers) => containers.restore(cx).await,
         }
     }
 }

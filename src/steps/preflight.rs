@@ -162,10 +162,10 @@ impl Preflight {
 }
 
 async fn docker() -> Result<String, String> {
-    let docker = bollard::Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
-    let version = tokio::time::timeout(Duration::from_secs(10), docker.version())
+    let docker = crate::docker::connect().await?;
+    let version = docker
+        .version()
         .await
-        .map_err(|_| "no answer within 10s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::docker::describe(&e))?;
     Ok(format!("engine {}", version.version.unwrap_or_default()))
 }

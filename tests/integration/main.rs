@@ -2,6 +2,7 @@
 
 mod apply;
 mod diagnostics;
+mod docker;
 mod examples;
 mod plan;
 mod postgres;

@@ -148,7 +148,7 @@ pub fn psql(url: &str, sql: &str) -> String {
 }
 
 /// What a tool printed, trimmed; fails the test if the tool failed.
-fn tool_output(mut command: Command) -> String {
+pub fn tool_output(mut command: Command) -> String {
     let out = command.output().expect("the tool runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{command:?} failed: {stderr}");

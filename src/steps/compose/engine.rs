@@ -1,0 +1,455 @@
+//! What compose steps do to the engine: networks and volumes made on demand, containers
+//! created from a resolved service with compose's labels, waits for health, and the
+//! keep-then-restore of replaced containers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+};
+use sha2::{Digest, Sha256};
+
+use super::model::{Named, Project, Service};
+use crate::docker::{describe, is_not_found, tail_logs};
+use crate::steps::StepCx;
+
+pub(crate) const PROJECT: &str = "com.docker.compose.project";
+pub(crate) const SERVICE: &str = "com.docker.compose.service";
+const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+/// The compose release whose labels runner writes (docker-compose 1.29 reads them).
+const COMPOSE_VERSION: &str = "1.29.2";
+
+/// The container named `name`, if there is one.
+pub(crate) async fn find(
+    docker: &Docker,
+    name: &str,
+) -> Result<Option<ContainerInspectResponse>, String> {
+    match docker
+        .inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(format!(
+            "cannot inspect container `{name}`: {}",
+            describe(&e)
+        )),
+    }
+}
+
+/// Creates the project's networks and the named volumes `service` uses, if missing.
+pub(crate) async fn ensure_resources(
+    docker: &Docker,
+    project: &Project,
+    service: &Service,
+) -> Result<(), String> {
+    for key in service.networks.keys() {
+        let net = &project.networks[key];
+        ensure_network(docker, project, key, net).await?;
+    }
+    for (key, volume) in &project.volumes {
+        if service
+            .binds
+            .iter()
+            .any(|b| b.starts_with(&format!("{}:", volume.name)))
+        {
+            ensure_volume(docker, project, key, volume).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_network(
+    docker: &Docker,
+    project: &Project,
+    key: &str,
+    net: &Named,
+) -> Result<(), String> {
+    match docker
+        .inspect_network(
+            &net.name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => {
+            return Err(format!(
+                "cannot inspect network `{}`: {}",
+                net.name,
+                describe(&e)
+            ));
+        }
+    }
+    if net.external {
+        return Err(format!("external network `{}` does not exist", net.name));
+    }
+    let labels = HashMap::from([
+        (PROJECT.to_string(), project.name.clone()),
+        ("com.docker.compose.network".to_string(), key.to_string()),
+        (
+            "com.docker.compose.version".to_string(),
+            COMPOSE_VERSION.to_string(),
+        ),
+    ]);
+    let request = NetworkCreateRequest {
+        name: net.name.clone(),
+        driver: Some(net.driver.clone().unwrap_or_else(|| "bridge".into())),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    docker
+        .create_network(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot create network `{}`: {}", net.name, describe(&e)))
+}
+
+async fn ensure_volume(
+    docker: &Docker,
+    project: &Project,
+    key: &str,
+    volume: &Named,
+) -> Result<(), String> {
+    match docker.inspect_volume(&volume.name).await {
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => {
+            return Err(format!(
+                "cannot inspect volume `{}`: {}",
+                volume.name,
+                describe(&e)
+            ));
+        }
+    }
+    if volume.external {
+        return Err(format!("external volume `{}` does not exist", volume.name));
+    }
+    let labels = HashMap::from([
+        (PROJECT.to_string(), project.name.clone()),
+        ("com.docker.compose.volume".to_string(), key.to_string()),
+        (
+            "com.docker.compose.version".to_string(),
+            COMPOSE_VERSION.to_string(),
+        ),
+    ]);
+    let options = VolumeCreateOptions {
+        name: Some(volume.name.clone()),
+        driver: volume.driver.clone(),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    docker
+        .create_volume(options)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot create volume `{}`: {}", volume.name, describe(&e)))
+}
+
+/// The hash that tells whether a running container still matches its service.
+pub(crate) fn config_hash(service: &Service, image_id: &str) -> String {
+    let spec = serde_json::to_string(service).expect("a service serializes");
+    hex::encode(Sha256::digest(format!("{image_id}\n{spec}")))
+}
+
+/// Whether `container` was made from this exact service and image, and runs.
+pub(crate) fn unchanged(container: &ContainerInspectResponse, hash: &str) -> bool {
+    let labels = container.config.as_ref().and_then(|c| c.labels.as_ref());
+    let running = container
+        .state
+        .as_ref()
+        .and_then(|s| s.running)
+        .unwrap_or(false);
+    running && labels.and_then(|l| l.get(CONFIG_HASH)).map(String::as_str) == Some(hash)
+}
+
+/// Creates and starts the container of `service`.
+pub(crate) async fn create(
+    docker: &Docker,
+    project: &Project,
+    service: &Service,
+    hash: &str,
+) -> Result<String, String> {
+    let mut labels: HashMap<String, String> = service.labels.clone().into_iter().collect();
+    for (k, v) in [
+        (PROJECT, project.name.clone()),
+        (SERVICE, service.name.clone()),
+        (CONFIG_HASH, hash.to_string()),
+        ("com.docker.compose.container-number", "1".into()),
+        ("com.docker.compose.oneoff", "False".into()),
+        ("com.docker.compose.version", COMPOSE_VERSION.into()),
+        (
+            "com.docker.compose.project.config_files",
+            project.file.clone(),
+        ),
+        (
+            "com.docker.compose.project.working_dir",
+            project.dir.to_string_lossy().into_owned(),
+        ),
+    ] {
+        labels.insert(k.to_string(), v);
+    }
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &service.ports {
+        port_bindings
+            .entry(p.container.clone())
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(p.host_ip.clone()).filter(|s| !s.is_empty()),
+                host_port: Some(p.host_port.clone()),
+            });
+    }
+    let mut networks = service.networks.iter();
+    let endpoint = |key: &str, aliases: &[String]| {
+        (
+            project.networks[key].name.clone(),
+            EndpointSettings {
+                aliases: Some(aliases.to_vec()),
+                ..Default::default()
+            },
+        )
+    };
+    let first = networks.next().map(|(k, a)| endpoint(k, a));
+    let body = ContainerCreateBody {
+        image: Some(service.image.clone()),
+        env: Some(
+            service
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        cmd: service.command.clone(),
+        entrypoint: service.entrypoint.clone(),
+        exposed_ports: Some(
+            service
+                .exposed
+                .iter()
+                .map(|p| (p.clone(), HashMap::new()))
+                .collect(),
+        ),
+        volumes: Some(
+            service
+                .anonymous_volumes
+                .iter()
+                .map(|v| (v.clone(), HashMap::new()))
+                .collect(),
+        ),
+        healthcheck: service.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval,
+            timeout: h.timeout,
+            retries: h.retries,
+            start_period: h.start_period,
+            start_interval: None,
+        }),
+        labels: Some(labels),
+        working_dir: service.working_dir.clone(),
+        user: service.user.clone(),
+        hostname: service.hostname.clone(),
+        stop_signal: service.stop_signal.clone(),
+        stop_timeout: service.stop_grace_seconds,
+        host_config: Some(HostConfig {
+            binds: Some(service.binds.clone()),
+            port_bindings: Some(port_bindings),
+            restart_policy: service.restart.as_ref().map(|(name, count)| RestartPolicy {
+                name: Some(match name.as_str() {
+                    "always" => RestartPolicyNameEnum::ALWAYS,
+                    "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                    "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                    _ => RestartPolicyNameEnum::NO,
+                }),
+                maximum_retry_count: Some(*count),
+            }),
+            network_mode: first.as_ref().map(|(name, _)| name.clone()),
+            ..Default::default()
+        }),
+        networking_config: first.clone().map(|(name, settings)| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(name, settings)])),
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(service.container_name.clone()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot create container `{}`: {}",
+                service.container_name,
+                describe(&e)
+            )
+        })?;
+    for (key, aliases) in networks {
+        let (name, settings) = endpoint(key, aliases);
+        let request = NetworkConnectRequest {
+            container: Some(created.id.clone()),
+            endpoint_config: Some(settings),
+        };
+        docker
+            .connect_network(&name, request)
+            .await
+            .map_err(|e| format!("cannot connect to network `{name}`: {}", describe(&e)))?;
+    }
+    docker
+        .start_container(
+            &created.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot start container `{}`: {}",
+                service.container_name,
+                describe(&e)
+            )
+        })?;
+    Ok(created.id)
+}
+
+/// The name a replaced container is kept under until its rollback is no longer needed.
+pub(crate) fn kept_name(name: &str, id: &str) -> String {
+    format!("{name}-replaced-{}", &id[..id.len().min(12)])
+}
+
+/// Stops a container and renames it out of the way, keeping it for rollback.
+pub(crate) async fn keep(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    grace: Option<i64>,
+) -> Result<(), String> {
+    stop(docker, id, grace).await?;
+    let options = RenameContainerOptions {
+        name: kept_name(name, id),
+    };
+    docker.rename_container(id, options).await.map_err(|e| {
+        format!(
+            "cannot rename container `{name}` out of the way: {}",
+            describe(&e)
+        )
+    })
+}
+
+pub(crate) async fn stop(docker: &Docker, id: &str, grace: Option<i64>) -> Result<(), String> {
+    let options = StopContainerOptions {
+        t: Some(grace.unwrap_or(10) as i32),
+        signal: None,
+    };
+    match docker.stop_container(id, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(e) => Err(format!(
+            "cannot stop container {}: {}",
+            short(id),
+            describe(&e)
+        )),
+    }
+}
+
+pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), String> {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: false,
+        link: false,
+    };
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(format!(
+            "cannot remove container {}: {}",
+            short(id),
+            describe(&e)
+        )),
+    }
+}
+
+pub(crate) fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Waits until the container is healthy (or running, without a healthcheck); fails at once if
+/// it exits, and at `deadline` with the last health output and log lines.
+pub(crate) async fn wait_ready(
+    docker: &Docker,
+    service: &str,
+    container: &str,
+    deadline: Instant,
+    cx: &StepCx<'_>,
+) -> Result<(), String> {
+    let mut last_status = String::new();
+    loop {
+        let c = find(docker, container)
+            .await?
+            .ok_or_else(|| format!("service `{service}`: container `{container}` disappeared"))?;
+        let state = c.state.clone().unwrap_or_default();
+        let health = state.health.clone().unwrap_or_default();
+        let has_check = !matches!(
+            health.status,
+            None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY)
+        );
+        let running = state.running.unwrap_or(false) && !state.restarting.unwrap_or(false);
+        if running && (!has_check || health.status == Some(HealthStatusEnum::HEALTHY)) {
+            return Ok(());
+        }
+        let status = match (&health.status, running) {
+            (_, false) => "not running".to_string(),
+            (Some(s), true) => s.to_string(),
+            (None, true) => "running".to_string(),
+        };
+        if status != last_status {
+            cx.say(format!("{service}: {status}"));
+            last_status = status;
+        }
+        if !running
+            && state.restarting != Some(true)
+            && state.status.is_some_and(|s| s.to_string() == "exited")
+        {
+            return Err(format!(
+                "service `{service}`: container `{container}` exited with code {}{}",
+                state.exit_code.unwrap_or_default(),
+                logs_part(docker, container).await
+            ));
+        }
+        if Instant::now() >= deadline {
+            let probe = health
+                .log
+                .and_then(|l| l.last().cloned())
+                .and_then(|r| r.output)
+                .map(|o| format!("; last health check said: {}", o.trim()))
+                .unwrap_or_default();
+            return Err(format!(
+                "service `{service}` did not become {} in time (it is {last_status}){probe}{}",
+                if has_check { "healthy" } else { "running" },
+                logs_part(docker, container).await
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn logs_part(docker: &Docker, container: &str) -> String {
+    let logs = tail_logs(docker, container, 10).await;
+    if logs.is_empty() {
+        String::new()
+    } else {
+        format!("; its last log lines:\n{logs}")
+    }
+}

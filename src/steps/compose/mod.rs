@@ -1,0 +1,434 @@
+//! `compose_up` and `compose_down`: the services of a rendered compose file, created, replaced
+//! or stopped through the Docker API, in dependency order, with compose's labels so that
+//! `docker-compose ps` shows them. Before any change the current container of each service is
+//! journaled; a replaced or stopped container is kept (stopped, renamed) so that rollback puts
+//! the very same container back.
+
+mod engine;
+mod model;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use self::model::Project;
+use super::{Intent, StepCx, StepError, Undo};
+use crate::docker::{self, describe};
+use crate::plan::Observed;
+use crate::playbook::Checker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    /// The compose file, relative to the workdir.
+    file: Spanned<String>,
+    /// Where `${VAR}` values come from (default: `.env` beside the compose file).
+    env_file: Option<Spanned<String>>,
+    /// The compose project (default: the `name:` of the file, else its folder's name).
+    project: Option<Spanned<String>>,
+    /// The services to act on (default: all of them, for compose_up).
+    services: Option<Spanned<Vec<String>>>,
+    /// How long each service may take to become healthy (default 2m).
+    wait: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Compose {
+    file: String,
+    env_file: String,
+    project: Option<String>,
+    services: Vec<String>,
+    wait: Duration,
+}
+
+/// The container each service had before the step, for rollback.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Containers {
+    wait_ms: u64,
+    services: Vec<Before>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Before {
+    service: String,
+    container: String,
+    previous: Option<Previous>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Previous {
+    id: String,
+    running: bool,
+}
+
+impl Compose {
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>, down: bool) -> Option<Self> {
+        let file = cx.text(&raw.file)?;
+        let env_file = match &raw.env_file {
+            Some(f) => cx.text(f)?,
+            None => match file.rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/.env"),
+                None => ".env".into(),
+            },
+        };
+        let project = match &raw.project {
+            Some(p) => Some(cx.text(p)?),
+            None => None,
+        };
+        let wait = match &raw.wait {
+            Some(w) => cx.duration(w)?,
+            None => Duration::from_secs(120),
+        };
+        let services = raw
+            .services
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default();
+        if down && services.is_empty() {
+            cx.problem(
+                raw.file.span(),
+                "compose_down needs the `services` to stop",
+                "name them: services = [\"app\"]",
+            );
+            return None;
+        }
+        Some(Compose {
+            file,
+            env_file,
+            project,
+            services,
+            wait,
+        })
+    }
+
+    pub(crate) fn observes(&self) -> Vec<&str> {
+        vec![self.file.as_str(), self.env_file.as_str()]
+    }
+
+    fn load(
+        &self,
+        text: &[u8],
+        dotenv: Option<&[u8]>,
+        workdir: &std::path::Path,
+    ) -> Result<Project, String> {
+        let text =
+            std::str::from_utf8(text).map_err(|_| format!("`{}` is not UTF-8", self.file))?;
+        let mut vars = HashMap::new();
+        if let Some(bytes) = dotenv {
+            for item in dotenvy::from_read_iter(bytes) {
+                let (k, v) = item.map_err(|e| format!("`{}`: {e}", self.env_file))?;
+                vars.insert(k, v);
+            }
+        }
+        let project = model::load(&self.file, text, &vars, self.project.as_deref(), workdir)?;
+        for s in &self.services {
+            if !project.services.contains_key(s) {
+                return Err(format!("`{}` has no service `{s}`", self.file));
+            }
+        }
+        Ok(project)
+    }
+
+    /// The selected services, each after those it depends on.
+    fn order(&self, project: &Project) -> Result<Vec<String>, String> {
+        let selected: BTreeSet<&str> = if self.services.is_empty() {
+            project.services.keys().map(String::as_str).collect()
+        } else {
+            self.services.iter().map(String::as_str).collect()
+        };
+        let mut order: Vec<String> = Vec::new();
+        let mut pending: Vec<&str> = selected.iter().copied().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|name| {
+                let ready = project.services[*name]
+                    .depends_on
+                    .keys()
+                    .all(|d| !selected.contains(d.as_str()) || order.contains(d));
+                if ready {
+                    order.push(name.to_string());
+                }
+                !ready
+            });
+            if pending.len() == before {
+                return Err(format!(
+                    "services {} depend on each other in a cycle",
+                    pending.join(", ")
+                ));
+            }
+        }
+        Ok(order)
+    }
+
+    pub(crate) fn plan(
+        &self,
+        observed: &Observed,
+        workdir: &std::path::Path,
+        down: bool,
+    ) -> Intent {
+        let Some(text) = observed.current(&self.file) else {
+            let mut intent = Intent::new(format!("act on the services of `{}`", self.file), true);
+            intent.refusal = Some(format!(
+                "`{}` does not exist and no earlier step writes it",
+                self.file
+            ));
+            return intent;
+        };
+        let loaded = self
+            .load(text, observed.current(&self.env_file), workdir)
+            .and_then(|p| Ok((self.order(&p)?, p)));
+        let (order, project) = match loaded {
+            Ok(loaded) => loaded,
+            Err(why) => {
+                let mut intent =
+                    Intent::new(format!("act on the services of `{}`", self.file), true);
+                intent.refusal = Some(why);
+                return intent;
+            }
+        };
+        let mut action = if down {
+            format!(
+                "stop {} of project `{}` (containers kept for rollback)",
+                order.iter().rev().cloned().collect::<Vec<_>>().join(", "),
+                project.name
+            )
+        } else {
+            format!(
+                "create or replace, in order, {} of project `{}` from `{}`; wait up to {} for each to be healthy",
+                order.join(", "),
+                project.name,
+                self.file,
+                humantime::format_duration(self.wait)
+            )
+        };
+        for w in &project.warnings {
+            action.push_str(&format!("; warning: {w}"));
+        }
+        Intent::new(action, true)
+    }
+
+    /// Records the container each selected service has now.
+    pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Undo, StepError> {
+        let project = self.read(cx)?;
+        let order = self.order(&project)?;
+        let docker = docker::connect()
+            .await
+            .map_err(|e| format!("services {}: {e}", order.join(", ")))?;
+        let mut services = Vec::new();
+        for name in order {
+            let container = project.services[&name].container_name.clone();
+            let previous = engine::find(&docker, &container).await?.map(|c| Previous {
+                id: c.id.unwrap_or_default(),
+                running: c.state.and_then(|s| s.running).unwrap_or(false),
+            });
+            services.push(Before {
+                service: name,
+                container,
+                previous,
+            });
+        }
+        Ok(Undo::Containers(Containers {
+            wait_ms: self.wait.as_millis() as u64,
+            services,
+        }))
+    }
+
+    fn read(&self, cx: &StepCx<'_>) -> Result<Project, StepError> {
+        let text = std::fs::read(cx.resolve(&self.file))
+            .map_err(StepError::io(format!("cannot read `{}`", self.file)))?;
+        let dotenv = super::files::read_optional(&cx.resolve(&self.env_file))
+            .map_err(StepError::io(format!("cannot read `{}`", self.env_file)))?;
+        Ok(self.load(&text, dotenv.as_deref(), cx.workdir)?)
+    }
+
+    pub(crate) async fn up(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let mut project = self.read(cx)?;
+        for (name, service) in project.services.iter_mut() {
+            service
+                .read_env_files()
+                .map_err(|e| format!("service `{name}`: {e}"))?;
+        }
+        for w in &project.warnings {
+            cx.warn(format!("`{}`: {w}", self.file));
+        }
+        let order = self.order(&project)?;
+        let docker = docker::connect().await?;
+        let mut outcomes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for name in &order {
+            let service = &project.services[name];
+            let in_service = |e: String| format!("service `{name}`: {e}");
+            for (dep, condition) in &service.depends_on {
+                if !order.contains(dep) {
+                    let container = &project.services[dep].container_name;
+                    let deadline = Instant::now() + self.wait;
+                    engine::wait_ready(&docker, dep, container, deadline, cx)
+                        .await
+                        .map_err(|e| {
+                            in_service(format!(
+                                "it depends on `{dep}` ({condition}), which is not ready: {e}"
+                            ))
+                        })?;
+                }
+            }
+            engine::ensure_resources(&docker, &project, service)
+                .await
+                .map_err(in_service)?;
+            let image = docker::ensure_image(&docker, &service.image, cx)
+                .await
+                .map_err(in_service)?;
+            let hash = engine::config_hash(service, &image);
+            let existing = engine::find(&docker, &service.container_name).await?;
+            let deadline = Instant::now() + self.wait;
+            let outcome = match existing {
+                Some(c) if engine::unchanged(&c, &hash) => "unchanged",
+                Some(c) => {
+                    let id = c.id.unwrap_or_default();
+                    cx.say(format!(
+                        "{name}: stopping {} to replace it",
+                        engine::short(&id)
+                    ));
+                    engine::keep(
+                        &docker,
+                        &id,
+                        &service.container_name,
+                        service.stop_grace_seconds,
+                    )
+                    .await
+                    .map_err(in_service)?;
+                    engine::create(&docker, &project, service, &hash)
+                        .await
+                        .map_err(in_service)?;
+                    "replaced"
+                }
+                None => {
+                    engine::create(&docker, &project, service, &hash)
+                        .await
+                        .map_err(in_service)?;
+                    "created"
+                }
+            };
+            engine::wait_ready(&docker, name, &service.container_name, deadline, cx).await?;
+            cx.say(format!("{name}: {outcome}, ready"));
+            outcomes.entry(outcome).or_default().push(name.clone());
+        }
+        Ok(outcomes
+            .iter()
+            .map(|(outcome, names)| format!("{outcome}: {}", names.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+
+    pub(crate) async fn down(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let project = self.read(cx)?;
+        let docker = docker::connect().await?;
+        let mut stopped = Vec::new();
+        for name in self.order(&project)?.iter().rev() {
+            let service = &project.services[name];
+            if let Some(c) = engine::find(&docker, &service.container_name).await? {
+                let id = c.id.unwrap_or_default();
+                engine::keep(
+                    &docker,
+                    &id,
+                    &service.container_name,
+                    service.stop_grace_seconds,
+                )
+                .await?;
+                cx.say(format!(
+                    "{name}: stopped, kept as {}",
+                    engine::kept_name(&service.container_name, &id)
+                ));
+                stopped.push(name.clone());
+            }
+        }
+        Ok(format!(
+            "stopped {}",
+            if stopped.is_empty() {
+                "nothing".into()
+            } else {
+                stopped.join(", ")
+            }
+        ))
+    }
+}
+
+impl Containers {
+    /// Puts each service's previous container back (in reverse order), removing what the step
+    /// created in its place.
+    pub(crate) async fn restore(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let docker = docker::connect().await?;
+        let mut restarted = Vec::new();
+        for before in self.services.iter().rev() {
+            let current = engine::find(&docker, &before.container).await?;
+            let current_id = current.and_then(|c| c.id).unwrap_or_default();
+            let previous_id = before.previous.as_ref().map(|p| p.id.as_str());
+            if !current_id.is_empty() && Some(current_id.as_str()) != previous_id {
+                engine::remove(&docker, &current_id).await?;
+            }
+            let Some(previous) = &before.previous else {
+                continue;
+            };
+            let kept = engine::find(&docker, &previous.id).await?.ok_or_else(|| {
+                format!(
+                    "the previous container of `{}` ({}) no longer exists; it cannot be put back",
+                    before.service,
+                    engine::short(&previous.id)
+                )
+            })?;
+            if kept.name.as_deref().map(|n| n.trim_start_matches('/'))
+                != Some(before.container.as_str())
+            {
+                let options = bollard::query_parameters::RenameContainerOptions {
+                    name: before.container.clone(),
+                };
+                docker
+                    .rename_container(&previous.id, options)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot rename {} back to `{}`: {}",
+                            engine::short(&previous.id),
+                            before.container,
+                            describe(&e)
+                        )
+                    })?;
+            }
+            let running = kept.state.and_then(|s| s.running).unwrap_or(false);
+            if previous.running && !running {
+                start(&docker, &previous.id).await?;
+                restarted.push(before.service.clone());
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.wait_ms);
+        for before in &self.services {
+            if restarted.contains(&before.service) {
+                engine::wait_ready(&docker, &before.service, &before.container, deadline, cx)
+                    .await?;
+            }
+        }
+        Ok(format!(
+            "put back the containers of {} service(s); restarted {}",
+            self.services.len(),
+            if restarted.is_empty() {
+                "none".into()
+            } else {
+                restarted.join(", ")
+            }
+        ))
+    }
+}
+
+async fn start(docker: &Docker, id: &str) -> Result<(), String> {
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot start container {}: {}",
+                engine::short(id),
+                describe(&e)
+            )
+        })
+}
