@@ -348,3 +348,64 @@ fn docker_failures_name_the_service() {
     );
     drop(taken);
 }
+
+#[test]
+fn compose_down_is_undone_by_rollback_and_a_failed_build_names_its_instruction() {
+    let stack = Stack::new("down");
+    let p = Project::new();
+    p.write(
+        "deploy/docker-compose.yml",
+        "services:\n  cache:\n    image: redis:7-alpine\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"ping\"]\n      interval: 1s\n",
+    )
+    .write("bad/Dockerfile", "FROM runner-base:bookworm\nRUN echo building && false\n");
+    let head = |steps: &str| {
+        format!(
+            "[playbook]\nname = \"d\"\n\n[[steps]]\nid = \"down\"\nkind = \"compose_{steps}\"\nfile = \"deploy/docker-compose.yml\"\nproject = \"{}\"\nservices = [\"cache\"]\n",
+            stack.name
+        )
+    };
+    p.write("up.toml", &head("up"));
+    p.write(
+        "down.toml",
+        &format!(
+            "{}\n[[steps]]\nid = \"build\"\nkind = \"docker_build\"\ncontext = \"bad\"\ntags = [\"{}-bad:1\"]\n",
+            head("down"),
+            stack.name
+        ),
+    );
+    p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    let cache = format!("{}_cache_1", stack.name);
+    let id = inspect(&cache, "{{.Id}}");
+
+    let run = p.run(&["apply", "--yes", "down.toml"]).expect(4);
+    assert!(
+        run.stdout.contains("ok      down  stopped cache"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("`Step 2/2 : RUN echo building && false` failed"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        inspect(&cache, "{{.Id}}"),
+        id,
+        "rollback put the same container back"
+    );
+    assert_eq!(inspect(&cache, "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&cache, "{{.State.Health.Status}}"), "healthy");
+
+    p.write(
+        "prune.toml",
+        "[playbook]\nname = \"p\"\n\n[[steps]]\nid = \"prune\"\nkind = \"docker_prune\"\n",
+    );
+    let pruned = p.run(&["apply", "--yes", "prune.toml"]).expect(0);
+    assert!(pruned.stdout.contains("reclaimed"), "{}", pruned.stdout);
+    assert_eq!(
+        inspect(&cache, "{{.State.Running}}"),
+        "true",
+        "prune leaves used images alone"
+    );
+}
