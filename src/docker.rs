@@ -31,15 +31,7 @@ pub(crate) async fn connect() -> Result<Docker, String> {
 pub(crate) fn describe(error: &Error) -> String {
     match error {
         Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(inner) = source {
-                text = format!("{text}: {inner}");
-                source = inner.source();
-            }
-            text
-        }
+        other => crate::error::chain(other),
     }
 }
 

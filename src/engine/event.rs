@@ -31,6 +31,11 @@ pub(crate) enum Event {
         step: String,
         line: String,
     },
+    /// One observation of a polling step (journaled, unlike progress).
+    StepSample {
+        step: String,
+        sample: String,
+    },
     StepSucceeded {
         step: String,
         duration_ms: u64,

@@ -132,8 +132,9 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
         let prepared = before.and_then(|s| s.prepared.get(&step.id)).is_some();
         match run_step(run, step, index + 1, prepared, &mut undos).await? {
             Ok(()) => {}
-            Err(()) => {
+            Err(pause) => {
                 let status = match playbook.on_failure {
+                    _ if pause => RunStatus::Paused,
                     OnFailure::Pause => RunStatus::Paused,
                     OnFailure::Rollback => {
                         let pending: Vec<_> = undos.iter().rev().cloned().collect();
@@ -161,19 +162,21 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
 }
 
 /// One step with its attempts. The outer error is the engine's own (the journal failed); the
-/// inner one says the step failed, after its events were emitted.
+/// inner one says the step failed, after its events were emitted, and whether it asks the run
+/// to pause rather than follow `on_failure`.
 async fn run_step(
     run: &mut Run<'_, '_>,
     step: &Step,
     index: usize,
     prepared: bool,
     undos: &mut Vec<(String, Undo)>,
-) -> Result<Result<(), ()>> {
+) -> Result<Result<(), bool>> {
     let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
     let cx = StepCx {
         workdir: &run.playbook.workdir,
         backup_dir: run.dir.join("backup").join(&step.id),
         progress,
+        timeout: step.timeout,
     };
     let mut attempt = 1;
     loop {
@@ -223,8 +226,13 @@ async fn run_step(
                 })?;
                 return Ok(Ok(()));
             }
-            Err(StepError { message, partial }) => {
-                let will_retry = attempt <= step.retries && !message.starts_with(INTERRUPTED);
+            Err(StepError {
+                message,
+                partial,
+                pause,
+            }) => {
+                let will_retry =
+                    attempt <= step.retries && !pause && !message.starts_with(INTERRUPTED);
                 // What the failed attempt did is undone with the completed steps.
                 let partial = match &step.rollback {
                     Rollback::Default => partial.map(|u| *u),
@@ -239,7 +247,7 @@ async fn run_step(
                     undo,
                 })?;
                 if !will_retry {
-                    return Ok(Err(()));
+                    return Ok(Err(pause));
                 }
                 let factor = 2u32.saturating_pow(attempt - 1);
                 tokio::time::sleep(step.backoff.saturating_mul(factor).min(MAX_BACKOFF)).await;
@@ -257,6 +265,10 @@ fn note_event(step: &Step, note: Note) -> Event {
         },
         Note::Warning(message) => Event::Warning {
             message: format!("step `{}`: {message}", step.id),
+        },
+        Note::Record(sample) => Event::StepSample {
+            step: step.id.clone(),
+            sample,
         },
     }
 }
@@ -302,8 +314,14 @@ const INTERRUPTED: &str = "interrupted";
 /// One attempt, bounded by the step's timeout and by Ctrl-C.
 async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<Done, StepError> {
     let work = async {
+        // A kind that keeps its own time within the step's timeout gets a moment to report.
+        let grace = if step.action.keeps_time() {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        };
         match step.timeout {
-            Some(limit) => tokio::time::timeout(limit, step.action.apply(cx))
+            Some(limit) => tokio::time::timeout(limit + grace, step.action.apply(cx))
                 .await
                 .unwrap_or_else(|_| {
                     Err(StepError::from(format!(

@@ -24,6 +24,7 @@ pub(crate) async fn roll_back(
             workdir,
             backup_dir: workdir.to_path_buf(),
             progress,
+            timeout: None,
         };
         match undo.apply(&cx).await {
             Ok(summary) => emitter.emit(Event::StepRolledBack {

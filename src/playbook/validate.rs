@@ -18,7 +18,7 @@ use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
 use crate::steps::{
     Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
-    pg_backup, pg_wait, preflight, redis_backup, sql, template,
+    http_check, pg_backup, pg_wait, preflight, redis_backup, sql, template,
 };
 use crate::template::{Renderer, RunIdentity};
 
@@ -443,6 +443,9 @@ fn step(
         "docker_prune" => parsed(kind_fields, cx, &what)
             .and_then(|r| docker_prune::DockerPrune::validate(r, cx))
             .map(Action::DockerPrune),
+        "http_check" => parsed(kind_fields, cx, &what)
+            .and_then(|r| http_check::HttpCheck::validate(r, cx))
+            .map(Action::HttpCheck),
         other => {
             cx.problems.push(
                 cx.source

@@ -77,7 +77,7 @@ impl Human {
                 spinner.enable_steady_tick(Duration::from_millis(100));
                 self.spinner = Some(spinner);
             }
-            Event::StepProgress { step, line } => {
+            Event::StepProgress { step, line } | Event::StepSample { step, sample: line } => {
                 if let Some(s) = &self.spinner {
                     let line: String = line.chars().take(80).collect();
                     s.set_message(format!("{step}: {line}"));

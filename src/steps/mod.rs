@@ -10,6 +10,7 @@ pub(crate) mod docker_prune;
 pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
+pub(crate) mod http_check;
 pub(crate) mod pg_backup;
 pub(crate) mod pg_wait;
 pub(crate) mod preflight;
@@ -38,6 +39,7 @@ pub(crate) const KINDS: &[&str] = &[
     "compose_up",
     "compose_down",
     "docker_prune",
+    "http_check",
 ];
 
 /// What a step does, with its kind's fields.
@@ -56,6 +58,7 @@ pub(crate) enum Action {
     ComposeUp(compose::Compose),
     ComposeDown(compose::Compose),
     DockerPrune(docker_prune::DockerPrune),
+    HttpCheck(http_check::HttpCheck),
 }
 
 /// What the plan says a step will do.
@@ -130,6 +133,8 @@ pub(crate) enum Note {
     Line(String),
     /// Something the operator must know (journaled).
     Warning(String),
+    /// One observation of a polling step (journaled).
+    Record(String),
 }
 
 pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<Note>;
@@ -140,6 +145,8 @@ pub(crate) struct StepCx<'a> {
     /// This step's own folder in the run's backup dir.
     pub(crate) backup_dir: PathBuf,
     pub(crate) progress: Progress,
+    /// The step's `timeout`, for kinds that keep their own time within it.
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 impl StepCx<'_> {
@@ -154,6 +161,10 @@ impl StepCx<'_> {
     pub(crate) fn warn(&self, message: String) {
         let _ = self.progress.send(Note::Warning(message));
     }
+
+    pub(crate) fn record(&self, sample: String) {
+        let _ = self.progress.send(Note::Record(sample));
+    }
 }
 
 /// Why a step (or its rollback) failed, in words for the operator, with what it had already
@@ -162,6 +173,8 @@ impl StepCx<'_> {
 pub(crate) struct StepError {
     pub(crate) message: String,
     pub(crate) partial: Option<Box<Undo>>,
+    /// The run should pause (an inconclusive gate) rather than follow `on_failure`.
+    pub(crate) pause: bool,
 }
 
 impl From<String> for StepError {
@@ -169,6 +182,7 @@ impl From<String> for StepError {
         StepError {
             message,
             partial: None,
+            pause: false,
         }
     }
 }
@@ -196,7 +210,13 @@ impl Action {
             Action::ComposeUp(_) => "compose_up",
             Action::ComposeDown(_) => "compose_down",
             Action::DockerPrune(_) => "docker_prune",
+            Action::HttpCheck(_) => "http_check",
         }
+    }
+
+    /// Whether the kind ends on its own within the step's `timeout`, with its own verdict.
+    pub(crate) fn keeps_time(&self) -> bool {
+        matches!(self, Action::HttpCheck(_))
     }
 
     /// Files whose current content the plan needs (for diffs and the staleness check).
@@ -225,6 +245,7 @@ impl Action {
             Action::ComposeUp(s) => s.plan(observed, workdir, false),
             Action::ComposeDown(s) => s.plan(observed, workdir, true),
             Action::DockerPrune(s) => s.plan(),
+            Action::HttpCheck(s) => s.plan(),
         }
     }
 
@@ -239,7 +260,9 @@ impl Action {
             Action::Sql(_) => Does(
                 "run the .down.sql of each applied file, newest first, and remove its history row",
             ),
-            Action::PgWait(_) | Action::Preflight(_) => Does("none needed: it only reads"),
+            Action::PgWait(_) | Action::Preflight(_) | Action::HttpCheck(_) => {
+                Does("none needed: it only reads")
+            }
             Action::DockerBuild(_) => Does("point each tag back at the image it named before"),
             Action::ComposeUp(_) | Action::ComposeDown(_) => Does(
                 "remove the containers the step created and put the previous ones back (kept, stopped, until then)",
@@ -289,6 +312,7 @@ impl Action {
             Action::ComposeUp(s) => s.up(cx).await.map(Done::from),
             Action::ComposeDown(s) => s.down(cx).await.map(Done::from),
             Action::DockerPrune(s) => s.apply().await.map(Done::from),
+            Action::HttpCheck(s) => s.apply(cx).await.map(Done::from),
         }
     }
 }

@@ -304,6 +304,7 @@ impl Sql {
                 return Err(StepError {
                     message: format!("{why}{done}"),
                     partial,
+                    pause: false,
                 });
             }
             applied.files.push(AppliedFile {

@@ -4,6 +4,7 @@ mod apply;
 mod diagnostics;
 mod docker;
 mod examples;
+mod http;
 mod plan;
 mod postgres;
 mod redis;
