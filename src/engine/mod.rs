@@ -146,6 +146,7 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
                         }
                     }
                 };
+                announce(run, status, Some(&step.id)).await?;
                 run.emitter.emit(Event::RunFinished {
                     status,
                     duration_ms: millis(started),
@@ -154,11 +155,33 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
             }
         }
     }
+    announce(run, RunStatus::Succeeded, None).await?;
     run.emitter.emit(Event::RunFinished {
         status: RunStatus::Succeeded,
         duration_ms: millis(started),
     })?;
     Ok(RunStatus::Succeeded)
+}
+
+/// Sends the run's outcome to the `[notify]` webhook when it asks for it; a webhook that
+/// cannot be reached is a warning, never a failure.
+async fn announce(run: &mut Run<'_, '_>, status: RunStatus, failed: Option<&str>) -> Result<()> {
+    let playbook = run.playbook;
+    let Some(notify) = &playbook.notify else {
+        return Ok(());
+    };
+    let name = format!("`{}` ({})", playbook.name, playbook.phase);
+    let Some(alert) = notify.on_finish(&name, status, failed) else {
+        return Ok(());
+    };
+    let mut payload = alert.payload(std::time::SystemTime::now());
+    run.emitter.secrets.redact_json(&mut payload);
+    if let Err(why) = crate::notify::send(&notify.webhook, &payload).await {
+        run.emitter.emit(Event::Warning {
+            message: format!("the {} alert: {why}", alert.level.name()),
+        })?;
+    }
+    Ok(())
 }
 
 /// One step with its attempts. The outer error is the engine's own (the journal failed); the
@@ -177,6 +200,7 @@ async fn run_step(
         backup_dir: run.dir.join("backup").join(&step.id),
         progress,
         timeout: step.timeout,
+        webhook: run.playbook.notify.as_ref().map(|n| n.webhook.as_str()),
     };
     let mut attempt = 1;
     loop {

@@ -25,6 +25,7 @@ pub(crate) async fn roll_back(
             backup_dir: workdir.to_path_buf(),
             progress,
             timeout: None,
+            webhook: None,
         };
         match undo.apply(&cx).await {
             Ok(summary) => emitter.emit(Event::StepRolledBack {

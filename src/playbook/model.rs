@@ -25,6 +25,8 @@ pub(crate) struct Playbook {
     pub(crate) secrets: Secrets,
     /// The playbook file and the template files it read, with their checksums.
     pub(crate) inputs: Vec<Input>,
+    /// Where alerts go (`[notify]`).
+    pub(crate) notify: Option<crate::notify::Notify>,
     pub(crate) steps: Vec<Step>,
 }
 

@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::diagnostic::{Problem, Source};
 
-const SECTIONS: &[&str] = &["playbook", "vars", "secrets", "steps"];
+const SECTIONS: &[&str] = &["playbook", "vars", "secrets", "notify", "steps"];
 
 /// Keys every step may have, whatever its kind.
 const COMMON_KEYS: &[&str] = &[
@@ -27,6 +27,7 @@ pub(crate) struct Document<'i> {
     pub(crate) playbook: Option<Spanned<DeValue<'i>>>,
     pub(crate) vars: Option<Spanned<DeValue<'i>>>,
     pub(crate) secrets: Option<Spanned<DeValue<'i>>>,
+    pub(crate) notify: Option<Spanned<DeValue<'i>>>,
     pub(crate) steps: Vec<Spanned<DeValue<'i>>>,
 }
 
@@ -91,6 +92,7 @@ pub(crate) fn parse(source: &Source) -> Result<Document<'_>, Vec<Problem>> {
         playbook: None,
         vars: None,
         secrets: None,
+        notify: None,
         steps: Vec::new(),
     };
     for (key, value) in root.into_inner() {
@@ -98,6 +100,7 @@ pub(crate) fn parse(source: &Source) -> Result<Document<'_>, Vec<Problem>> {
             "playbook" => document.playbook = Some(value),
             "vars" => document.vars = Some(value),
             "secrets" => document.secrets = Some(value),
+            "notify" => document.notify = Some(value),
             "steps" => {
                 let span = value.span();
                 match value.into_inner() {

@@ -14,11 +14,12 @@ use toml::de::DeValue;
 use super::model::{OnFailure, Playbook, Rollback, Step};
 use super::raw::{self, Common, Document, Header, RollbackCommand, Secret, StepParts};
 use crate::diagnostic::{Problem, Source};
+use crate::notify::Notify;
 use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
 use crate::steps::{
     Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
-    http_check, pg_backup, pg_wait, preflight, redis_backup, sql, template,
+    http_check, notify, pg_backup, pg_wait, preflight, redis_backup, sql, template,
 };
 use crate::template::{Renderer, RunIdentity};
 
@@ -40,6 +41,8 @@ pub(crate) struct Checker<'a> {
     problems: Vec<Problem>,
     files: HashMap<String, Option<Arc<str>>>,
     inputs: Vec<Input>,
+    /// The `[notify]` service name, when the playbook has that section.
+    notify_service: Option<String>,
 }
 
 impl Checker<'_> {
@@ -111,6 +114,11 @@ impl Checker<'_> {
                 )
             })
             .ok()
+    }
+
+    /// The service name of the playbook's `[notify]` section, if it has one.
+    pub(crate) fn notify_service(&self) -> Option<&str> {
+        self.notify_service.as_deref()
     }
 
     pub(crate) fn workdir(&self) -> &Path {
@@ -254,7 +262,15 @@ pub(super) fn validate(
             InputRole::Playbook,
             Some(source.text().as_bytes()),
         )],
+        notify_service: None,
     };
+    let notify = document.notify.and_then(|n| {
+        raw::fields(n, source, "[notify]")
+            .map_err(|p| checker.problems.push(p))
+            .ok()
+            .and_then(|raw| Notify::validate(raw, &mut checker))
+    });
+    checker.notify_service = notify.as_ref().map(|n| n.service.clone());
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     let mut steps = Vec::new();
     for value in document.steps {
@@ -282,6 +298,7 @@ pub(super) fn validate(
         overrides: overrides.clone(),
         secrets,
         inputs,
+        notify,
         steps,
     })
 }
@@ -446,6 +463,9 @@ fn step(
         "http_check" => parsed(kind_fields, cx, &what)
             .and_then(|r| http_check::HttpCheck::validate(r, cx))
             .map(Action::HttpCheck),
+        "notify" => parsed(kind_fields, cx, &what)
+            .and_then(|r| notify::Notify::validate(r, cx))
+            .map(Action::Notify),
         other => {
             cx.problems.push(
                 cx.source

@@ -11,6 +11,7 @@ pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod http_check;
+pub(crate) mod notify;
 pub(crate) mod pg_backup;
 pub(crate) mod pg_wait;
 pub(crate) mod preflight;
@@ -40,6 +41,7 @@ pub(crate) const KINDS: &[&str] = &[
     "compose_down",
     "docker_prune",
     "http_check",
+    "notify",
 ];
 
 /// What a step does, with its kind's fields.
@@ -59,6 +61,7 @@ pub(crate) enum Action {
     ComposeDown(compose::Compose),
     DockerPrune(docker_prune::DockerPrune),
     HttpCheck(http_check::HttpCheck),
+    Notify(notify::Notify),
 }
 
 /// What the plan says a step will do.
@@ -147,6 +150,8 @@ pub(crate) struct StepCx<'a> {
     pub(crate) progress: Progress,
     /// The step's `timeout`, for kinds that keep their own time within it.
     pub(crate) timeout: Option<std::time::Duration>,
+    /// The playbook's `[notify]` webhook.
+    pub(crate) webhook: Option<&'a str>,
 }
 
 impl StepCx<'_> {
@@ -211,6 +216,7 @@ impl Action {
             Action::ComposeDown(_) => "compose_down",
             Action::DockerPrune(_) => "docker_prune",
             Action::HttpCheck(_) => "http_check",
+            Action::Notify(_) => "notify",
         }
     }
 
@@ -246,6 +252,7 @@ impl Action {
             Action::ComposeDown(s) => s.plan(observed, workdir, true),
             Action::DockerPrune(s) => s.plan(),
             Action::HttpCheck(s) => s.plan(),
+            Action::Notify(s) => s.plan(),
         }
     }
 
@@ -263,6 +270,7 @@ impl Action {
             Action::PgWait(_) | Action::Preflight(_) | Action::HttpCheck(_) => {
                 Does("none needed: it only reads")
             }
+            Action::Notify(_) => Does("none: a sent alert stays sent"),
             Action::DockerBuild(_) => Does("point each tag back at the image it named before"),
             Action::ComposeUp(_) | Action::ComposeDown(_) => Does(
                 "remove the containers the step created and put the previous ones back (kept, stopped, until then)",
@@ -313,6 +321,7 @@ impl Action {
             Action::ComposeDown(s) => s.down(cx).await.map(Done::from),
             Action::DockerPrune(s) => s.apply().await.map(Done::from),
             Action::HttpCheck(s) => s.apply(cx).await.map(Done::from),
+            Action::Notify(s) => s.apply(cx).await.map(Done::from),
         }
     }
 }

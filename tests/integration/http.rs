@@ -119,3 +119,136 @@ fn http_check_passes_fails_and_is_inconclusive_as_the_answers_say() {
         run.stdout
     );
 }
+
+/// A webhook receiver on 127.0.0.1 that answers 200 and keeps every request body.
+fn receiver() -> (u16, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let (mut line, mut length) = (String::new(), 0);
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            kept.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            let mut stream = &stream;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, bodies)
+}
+
+const ALERTS: &str = r#"[playbook]
+name = "alerts"
+
+[secrets]
+HOOK = { env = "HOOK_URL" }
+
+[notify]
+webhook = "{{secrets.HOOK}}"
+on = ["failure", "rollback", "success"]
+service = "claude-relay"
+
+[[steps]]
+id = "tell"
+kind = "notify"
+title = "p95 latency is high"
+text = "the load probe measured 250 ms"
+level = "warning"
+metric = "p95_latency_ms"
+value = "250"
+threshold = "200"
+"#;
+
+#[test]
+fn alerts_reach_the_webhook_in_slack_shape_and_a_dead_webhook_never_fails_the_run() {
+    let p = Project::new();
+    let (port, bodies) = receiver();
+    let hook = format!("http://127.0.0.1:{port}/hooks/secret-token-9f2e");
+    p.write("ok.toml", ALERTS).write(
+        "fail.toml",
+        &format!("{ALERTS}\n[[steps]]\nid = \"boom\"\nkind = \"exec\"\ncommand = [\"false\"]\nrollback = \"none\"\nreason = \"a test\"\n"),
+    );
+    let mut command = p.command(&["apply", "--yes", "fail.toml"]);
+    command.env("HOOK_URL", &hook);
+    let run = crate::support::finish(command).expect(4);
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "the step's alert, then the run's: {got:?}");
+    let attachment = |i: usize| got[i]["attachments"][0].clone();
+    assert_eq!(got[0]["text"], "[WARNING] p95 latency is high");
+    assert_eq!(attachment(0)["color"], "#ffaa00");
+    assert_eq!(attachment(0)["text"], "the load probe measured 250 ms");
+    let fields: Vec<(String, String)> = attachment(0)["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["title"].as_str().unwrap().into(),
+                f["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields[..4],
+        [
+            ("service".into(), "claude-relay".into()),
+            ("metric".into(), "p95_latency_ms".into()),
+            ("value".into(), "250".into()),
+            ("threshold".into(), "200".into())
+        ]
+    );
+    assert_eq!(fields[4].0, "time");
+    assert!(attachment(0)["ts"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(attachment(1)["color"], "#ff0000");
+    assert!(
+        attachment(1)["title"]
+            .as_str()
+            .unwrap()
+            .contains("failed and was rolled back")
+    );
+    assert!(
+        attachment(1)["text"]
+            .as_str()
+            .unwrap()
+            .contains("step `boom` failed")
+    );
+    for text in [&run.stdout, &run.stderr, &p.journals()] {
+        assert!(!text.contains("secret-token-9f2e"), "{text}");
+    }
+
+    // Nobody listens on the webhook's port: the alerts are reported, the run still succeeds.
+    let dead = format!("http://127.0.0.1:{}/hooks/secret-token-9f2e", {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let mut command = p.command(&["apply", "--yes", "ok.toml"]);
+    command.env("HOOK_URL", &dead);
+    let run = crate::support::finish(command).expect(0);
+    assert!(
+        run.stdout.contains("not delivered (not fatal)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("warning: the info alert: the alert was not delivered after 3 attempts"),
+        "{}",
+        run.stdout
+    );
+    for text in [&run.stdout, &run.stderr, &p.journals()] {
+        assert!(!text.contains("secret-token-9f2e"), "{text}");
+    }
+}
