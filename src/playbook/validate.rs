@@ -19,7 +19,7 @@ use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
 use crate::steps::{
     Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
-    http_check, notify, pg_backup, pg_wait, preflight, redis_backup, sql, template,
+    http_check, monitor, notify, pg_backup, pg_wait, preflight, redis_backup, sql, template,
 };
 use crate::template::{Renderer, RunIdentity};
 
@@ -466,6 +466,9 @@ fn step(
         "notify" => parsed(kind_fields, cx, &what)
             .and_then(|r| notify::Notify::validate(r, cx))
             .map(Action::Notify),
+        "monitor" => parsed(kind_fields, cx, &what)
+            .and_then(|r| monitor::Monitor::validate(r, cx))
+            .map(Action::Monitor),
         other => {
             cx.problems.push(
                 cx.source

@@ -11,6 +11,7 @@ pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod http_check;
+pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod pg_backup;
 pub(crate) mod pg_wait;
@@ -42,6 +43,7 @@ pub(crate) const KINDS: &[&str] = &[
     "docker_prune",
     "http_check",
     "notify",
+    "monitor",
 ];
 
 /// What a step does, with its kind's fields.
@@ -62,6 +64,7 @@ pub(crate) enum Action {
     DockerPrune(docker_prune::DockerPrune),
     HttpCheck(http_check::HttpCheck),
     Notify(notify::Notify),
+    Monitor(monitor::Monitor),
 }
 
 /// What the plan says a step will do.
@@ -217,6 +220,7 @@ impl Action {
             Action::DockerPrune(_) => "docker_prune",
             Action::HttpCheck(_) => "http_check",
             Action::Notify(_) => "notify",
+            Action::Monitor(_) => "monitor",
         }
     }
 
@@ -253,6 +257,7 @@ impl Action {
             Action::DockerPrune(s) => s.plan(),
             Action::HttpCheck(s) => s.plan(),
             Action::Notify(s) => s.plan(),
+            Action::Monitor(s) => s.plan(),
         }
     }
 
@@ -267,9 +272,10 @@ impl Action {
             Action::Sql(_) => Does(
                 "run the .down.sql of each applied file, newest first, and remove its history row",
             ),
-            Action::PgWait(_) | Action::Preflight(_) | Action::HttpCheck(_) => {
-                Does("none needed: it only reads")
-            }
+            Action::PgWait(_)
+            | Action::Preflight(_)
+            | Action::HttpCheck(_)
+            | Action::Monitor(_) => Does("none needed: it only reads"),
             Action::Notify(_) => Does("none: a sent alert stays sent"),
             Action::DockerBuild(_) => Does("point each tag back at the image it named before"),
             Action::ComposeUp(_) | Action::ComposeDown(_) => Does(
@@ -322,6 +328,7 @@ impl Action {
             Action::DockerPrune(s) => s.apply().await.map(Done::from),
             Action::HttpCheck(s) => s.apply(cx).await.map(Done::from),
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
+            Action::Monitor(s) => s.apply(cx).await.map(Done::from),
         }
     }
 }

@@ -409,3 +409,87 @@ fn compose_down_is_undone_by_rollback_and_a_failed_build_names_its_instruction()
         "prune leaves used images alone"
     );
 }
+
+#[test]
+fn a_monitor_window_over_a_container_that_logs_errors_trips_and_rolls_back() {
+    let stack = Stack::new("mon");
+    let label = format!("com.docker.compose.project={}", stack.name);
+    let start = |name: &str, script: &str| {
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("{}_{name}", stack.name),
+            "--label",
+            &label,
+            "runner-base:bookworm",
+            "sh",
+            "-c",
+            script,
+        ]);
+    };
+    start("quiet", "echo starting; sleep infinity");
+    start(
+        "noisy",
+        "sleep 1; while true; do echo 'ERROR upstream timed out'; sleep 0.2; done",
+    );
+    let p = Project::new();
+    let playbook = |name: &str, window: &str| {
+        format!(
+            r#"[playbook]
+name = "watch"
+
+[[steps]]
+id = "marker"
+kind = "template"
+template = "marker.hbs"
+dest = "marker.txt"
+
+[[steps]]
+id = "watch"
+kind = "monitor"
+containers = ["{}_{name}"]
+window = "{window}"
+interval = "300ms"
+errors_warning = 2
+errors_critical = 6
+"#,
+            stack.name
+        )
+    };
+    p.write("marker.hbs", "deployed\n")
+        .write("quiet.toml", &playbook("quiet", "2s"))
+        .write("noisy.toml", &playbook("noisy", "60s"));
+    let quiet = p.run(&["apply", "--yes", "quiet.toml"]).expect(0);
+    assert!(
+        quiet
+            .stdout
+            .contains("containers ok, 0 line(s) matching /ERROR/"),
+        "{}",
+        quiet.stdout
+    );
+    std::fs::remove_file(p.file("marker.txt")).unwrap();
+
+    let noisy = p.run(&["apply", "--yes", "noisy.toml"]).expect(4);
+    assert!(noisy.stdout.contains("critical at t+"), "{}", noisy.stdout);
+    assert!(
+        noisy
+            .stdout
+            .contains("log line(s) matching /ERROR/ since the window began (critical at 6)"),
+        "{}",
+        noisy.stdout
+    );
+    assert!(
+        noisy.stdout.contains("reached the warning threshold (2)"),
+        "the warning came first:\n{}",
+        noisy.stdout
+    );
+    assert!(
+        p.read("marker.txt").is_none(),
+        "the run rolled back the step before the monitor"
+    );
+    assert!(
+        p.journals().contains("line(s) matching /ERROR/\""),
+        "samples are journaled"
+    );
+}

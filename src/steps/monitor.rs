@@ -1,0 +1,276 @@
+//! `monitor`: watch a deployment for a window. Every interval: the state of the named
+//! containers, the health URL's status, and the number of log lines matching a pattern since
+//! the window began (the runbook's monitor-deployment script). A warning threshold sends an
+//! alert and goes on; a critical one fails the step, which rolls the run back.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::models::HealthStatusEnum;
+use bollard::query_parameters::LogsOptions;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Intent, StepCx, StepError};
+use crate::docker::{self, describe};
+use crate::notify::{self, Alert, Level};
+use crate::playbook::Checker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    window: Spanned<String>,
+    interval: Option<Spanned<String>>,
+    containers: Vec<Spanned<String>>,
+    health_url: Option<Spanned<String>>,
+    log_pattern: Option<Spanned<String>>,
+    errors_warning: Option<u64>,
+    errors_critical: Option<u64>,
+    /// Consecutive failed health probes that are critical (default 3).
+    health_failures_critical: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Monitor {
+    window: Duration,
+    interval: Duration,
+    containers: Vec<String>,
+    health_url: Option<String>,
+    pattern: regex::Regex,
+    errors_warning: Option<u64>,
+    errors_critical: u64,
+    health_failures_critical: u32,
+}
+
+impl Monitor {
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+        let window = cx.duration(&raw.window);
+        let interval = match &raw.interval {
+            Some(i) => cx.duration(i),
+            None => Some(Duration::from_secs(10)),
+        };
+        let containers: Option<Vec<String>> = raw.containers.iter().map(|c| cx.text(c)).collect();
+        let health_url = match &raw.health_url {
+            Some(u) => Some(cx.text(u)?),
+            None => None,
+        };
+        let pattern = match &raw.log_pattern {
+            Some(p) => match regex::Regex::new(p.get_ref()) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    cx.problem(
+                        p.span(),
+                        format!("not a regular expression: {e}"),
+                        "this pattern",
+                    );
+                    None
+                }
+            },
+            None => Some(regex::Regex::new("ERROR").expect("a valid pattern")),
+        };
+        Some(Monitor {
+            window: window?,
+            interval: interval?,
+            containers: containers?,
+            health_url,
+            pattern: pattern?,
+            errors_warning: raw.errors_warning,
+            errors_critical: raw.errors_critical.unwrap_or(10),
+            health_failures_critical: raw.health_failures_critical.unwrap_or(3),
+        })
+    }
+
+    pub(crate) fn plan(&self) -> Intent {
+        let health = self
+            .health_url
+            .as_ref()
+            .map(|u| {
+                format!(
+                    ", GET {u} (critical after {} failures in a row)",
+                    self.health_failures_critical
+                )
+            })
+            .unwrap_or_default();
+        let warning = self
+            .errors_warning
+            .map(|w| format!("alert at {w}, "))
+            .unwrap_or_default();
+        Intent::new(
+            format!(
+                "watch {} for {} every {}: container states{health}, log lines matching /{}/ ({warning}fail at {})",
+                self.containers.join(", "),
+                humantime::format_duration(self.window),
+                humantime::format_duration(self.interval),
+                self.pattern,
+                self.errors_critical
+            ),
+            false,
+        )
+    }
+
+    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let docker = docker::connect().await?;
+        let http = reqwest::Client::builder()
+            .timeout(self.interval.max(Duration::from_secs(1)))
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i32);
+        let started = Instant::now();
+        let mut health_failures = 0;
+        let mut alerted = BTreeSet::new();
+        let errors = loop {
+            let elapsed = started.elapsed().as_secs();
+            let mut problems = Vec::new();
+            for name in &self.containers {
+                if let Some(p) = container_problem(&docker, name).await {
+                    problems.push(p);
+                }
+            }
+            let health = match &self.health_url {
+                Some(url) => match http.get(url).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        health_failures = 0;
+                        format!("health {}", r.status().as_u16())
+                    }
+                    Ok(r) => {
+                        health_failures += 1;
+                        format!("health {}", r.status().as_u16())
+                    }
+                    Err(e) => {
+                        health_failures += 1;
+                        format!("health: {}", crate::error::chain(&e.without_url()))
+                    }
+                },
+                None => "no health URL".into(),
+            };
+            let mut errors = 0;
+            for name in &self.containers {
+                errors += self.count_matches(&docker, name, since).await?;
+            }
+            cx.record(format!(
+                "t+{elapsed}s: {}; {health}; {errors} line(s) matching /{}/",
+                if problems.is_empty() {
+                    "containers ok".into()
+                } else {
+                    problems.join(", ")
+                },
+                self.pattern
+            ));
+            if !problems.is_empty() {
+                return Err(format!("critical at t+{elapsed}s: {}", problems.join(", ")).into());
+            }
+            if health_failures >= self.health_failures_critical {
+                return Err(format!("critical at t+{elapsed}s: {health_failures} failed health probes in a row ({health})").into());
+            }
+            if errors >= self.errors_critical {
+                return Err(format!(
+                    "critical at t+{elapsed}s: {errors} log line(s) matching /{}/ since the window began (critical at {})",
+                    self.pattern, self.errors_critical
+                )
+                .into());
+            }
+            if let Some(limit) = self.errors_warning
+                && errors >= limit
+                && alerted.insert("errors")
+            {
+                self.alert(cx, errors, limit).await;
+            }
+            if started.elapsed() + self.interval > self.window {
+                break errors;
+            }
+            tokio::time::sleep(self.interval).await;
+        };
+        Ok(format!(
+            "{} watched for {}: containers ok, {errors} line(s) matching /{}/",
+            self.containers.join(", "),
+            humantime::format_duration(self.window),
+            self.pattern
+        ))
+    }
+
+    /// Lines matching the pattern that `container` wrote since `since` (epoch seconds).
+    async fn count_matches(
+        &self,
+        docker: &Docker,
+        container: &str,
+        since: i32,
+    ) -> Result<u64, String> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            since,
+            ..Default::default()
+        };
+        let mut logs = docker.logs(container, Some(options));
+        let mut count = 0;
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk
+                .map_err(|e| format!("cannot read the logs of `{container}`: {}", describe(&e)))?;
+            let bytes = chunk.into_bytes();
+            count += String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| self.pattern.is_match(l))
+                .count() as u64;
+        }
+        Ok(count)
+    }
+
+    async fn alert(&self, cx: &StepCx<'_>, errors: u64, limit: u64) {
+        let Some(webhook) = cx.webhook else {
+            cx.warn(format!("{errors} error line(s) reached the warning threshold ({limit}); no [notify] webhook to alert"));
+            return;
+        };
+        let alert = Alert {
+            level: Level::Warning,
+            title: format!(
+                "{errors} error line(s) in the logs of {}",
+                self.containers.join(", ")
+            ),
+            text: format!(
+                "log lines matching /{}/ since the monitoring window began",
+                self.pattern
+            ),
+            service: self.containers.join(", "),
+            metric: "error_log_lines".into(),
+            value: errors.to_string(),
+            threshold: limit.to_string(),
+        };
+        match notify::send(webhook, &alert.payload(SystemTime::now())).await {
+            Ok(()) => cx.warn(format!(
+                "{errors} error line(s) reached the warning threshold ({limit}); alert sent"
+            )),
+            Err(why) => cx.warn(format!(
+                "{errors} error line(s) reached the warning threshold ({limit}); {why}"
+            )),
+        }
+    }
+}
+
+/// Why a container is not well, if it is not.
+async fn container_problem(docker: &Docker, name: &str) -> Option<String> {
+    let c = match docker
+        .inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Some(format!("`{name}`: {}", describe(&e))),
+    };
+    let state = c.state.unwrap_or_default();
+    if !state.running.unwrap_or(false) {
+        return Some(format!(
+            "`{name}` is not running (exit code {})",
+            state.exit_code.unwrap_or_default()
+        ));
+    }
+    match state.health.and_then(|h| h.status) {
+        Some(HealthStatusEnum::UNHEALTHY) => Some(format!("`{name}` is unhealthy")),
+        _ => None,
+    }
+}
