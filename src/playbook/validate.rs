@@ -20,6 +20,7 @@ use crate::secrets::Secrets;
 use crate::steps::{
     Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
     http_check, monitor, notify, pg_backup, pg_wait, preflight, redis_backup, sql, template,
+    verify,
 };
 use crate::template::{Renderer, RunIdentity};
 
@@ -469,6 +470,9 @@ fn step(
         "monitor" => parsed(kind_fields, cx, &what)
             .and_then(|r| monitor::Monitor::validate(r, cx))
             .map(Action::Monitor),
+        "verify" => parsed(kind_fields, cx, &what)
+            .and_then(|r| verify::Verify::validate(r, cx))
+            .map(Action::Verify),
         other => {
             cx.problems.push(
                 cx.source

@@ -19,6 +19,7 @@ pub(crate) mod preflight;
 pub(crate) mod redis_backup;
 pub(crate) mod sql;
 pub(crate) mod template;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,7 @@ pub(crate) const KINDS: &[&str] = &[
     "http_check",
     "notify",
     "monitor",
+    "verify",
 ];
 
 /// What a step does, with its kind's fields.
@@ -65,6 +67,7 @@ pub(crate) enum Action {
     HttpCheck(http_check::HttpCheck),
     Notify(notify::Notify),
     Monitor(monitor::Monitor),
+    Verify(verify::Verify),
 }
 
 /// What the plan says a step will do.
@@ -221,6 +224,7 @@ impl Action {
             Action::HttpCheck(_) => "http_check",
             Action::Notify(_) => "notify",
             Action::Monitor(_) => "monitor",
+            Action::Verify(_) => "verify",
         }
     }
 
@@ -258,6 +262,7 @@ impl Action {
             Action::HttpCheck(s) => s.plan(),
             Action::Notify(s) => s.plan(),
             Action::Monitor(s) => s.plan(),
+            Action::Verify(s) => s.plan(),
         }
     }
 
@@ -275,7 +280,8 @@ impl Action {
             Action::PgWait(_)
             | Action::Preflight(_)
             | Action::HttpCheck(_)
-            | Action::Monitor(_) => Does("none needed: it only reads"),
+            | Action::Monitor(_)
+            | Action::Verify(_) => Does("none needed: it only reads"),
             Action::Notify(_) => Does("none: a sent alert stays sent"),
             Action::DockerBuild(_) => Does("point each tag back at the image it named before"),
             Action::ComposeUp(_) | Action::ComposeDown(_) => Does(
@@ -329,6 +335,7 @@ impl Action {
             Action::HttpCheck(s) => s.apply(cx).await.map(Done::from),
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
             Action::Monitor(s) => s.apply(cx).await.map(Done::from),
+            Action::Verify(s) => s.apply(cx).await.map(Done::from),
         }
     }
 }

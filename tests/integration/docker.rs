@@ -411,7 +411,7 @@ fn compose_down_is_undone_by_rollback_and_a_failed_build_names_its_instruction()
 }
 
 #[test]
-fn a_monitor_window_over_a_container_that_logs_errors_trips_and_rolls_back() {
+fn container_stats_then_a_monitor_window_over_error_lines_trips_and_rolls_back() {
     let stack = Stack::new("mon");
     let label = format!("com.docker.compose.project={}", stack.name);
     let start = |name: &str, script: &str| {
@@ -469,6 +469,28 @@ errors_critical = 6
         quiet.stdout
     );
     std::fs::remove_file(p.file("marker.txt")).unwrap();
+
+    let stats = |limits: &str| {
+        format!(
+            "[playbook]\nname = \"stats\"\n\n[[steps]]\nid = \"stats\"\nkind = \"verify\"\ncontainers = {{ names = [\"{}_quiet\"]{limits} }}\n",
+            stack.name
+        )
+    };
+    p.write("stats.toml", &stats(""))
+        .write("tight.toml", &stats(", memory_max_mb = 0.001"));
+    let ok = p.run(&["apply", "--yes", "stats.toml"]).expect(0);
+    assert!(ok.stdout.contains("2 check(s): 2 ok"), "{}", ok.stdout);
+    let tight = p.run(&["apply", "--yes", "tight.toml"]).expect(4);
+    assert!(
+        tight
+            .stdout
+            .contains(&format!("container.{}_quiet.memory", stack.name))
+            && tight
+                .stdout
+                .contains("(threshold: below 0.001 MB) critical"),
+        "{}",
+        tight.stdout
+    );
 
     let noisy = p.run(&["apply", "--yes", "noisy.toml"]).expect(4);
     assert!(noisy.stdout.contains("critical at t+"), "{}", noisy.stdout);

@@ -252,3 +252,59 @@ fn alerts_reach_the_webhook_in_slack_shape_and_a_dead_webhook_never_fails_the_ru
         assert!(!text.contains("secret-token-9f2e"), "{text}");
     }
 }
+
+#[test]
+fn the_load_probe_reports_percentiles_and_gates_on_the_error_rate() {
+    let p = Project::new();
+    let fine = serve(|_| (200, r#"{"ok":true}"#, 1));
+    let flaky = serve(|n| {
+        if n % 5 == 0 {
+            (500, "{}", 0)
+        } else {
+            (200, "{}", 0)
+        }
+    });
+    let probe = |port: u16| {
+        format!(
+            "[playbook]\nname = \"probe\"\n\n[[steps]]\nid = \"probe\"\nkind = \"verify\"\nload = {{ url = \"http://127.0.0.1:{port}/api/v1/messages\", method = \"POST\", body = '{{\"model\":\"claude\"}}', headers = {{ content-type = \"application/json\" }}, concurrency = 4, requests = 200, p95_ms = 1000, error_rate = 0.001 }}\n"
+        )
+    };
+    p.write("fine.toml", &probe(fine))
+        .write("flaky.toml", &probe(flaky));
+    let run = p.run(&["apply", "--yes", "fine.toml"]).expect(0);
+    assert!(
+        run.stdout.contains("3 check(s): 3 ok, 0 warning(s)"),
+        "{}",
+        run.stdout
+    );
+    let journal = p.journals();
+    let figures = journal
+        .lines()
+        .find_map(|l| {
+            let event: serde_json::Value = serde_json::from_str(l).ok()?;
+            let sample = event["event"]["sample"]
+                .as_str()
+                .or(event["sample"].as_str())?;
+            let json = sample.strip_prefix("load measured: ")?;
+            serde_json::from_str::<serde_json::Value>(json).ok()
+        })
+        .unwrap_or_else(|| panic!("the measured figures are journaled:\n{journal}"));
+    assert_eq!(figures["requests"], 200);
+    assert_eq!(figures["errors"], 0);
+    let ms = |k: &str| figures[k].as_f64().unwrap();
+    assert!(
+        ms("p50_ms") <= ms("p95_ms")
+            && ms("p95_ms") <= ms("p99_ms")
+            && ms("p99_ms") <= ms("max_ms"),
+        "{figures}"
+    );
+    assert!(ms("p50_ms") >= 1.0, "the server waits 1 ms: {figures}");
+
+    let run = p.run(&["apply", "--yes", "flaky.toml"]).expect(4);
+    assert!(
+        run.stdout
+            .contains("load.error_rate: 20.000 % (40 of 200) (threshold: < 0.1 %) critical"),
+        "{}",
+        run.stdout
+    );
+}

@@ -352,3 +352,57 @@ reason = "test"
         "2"
     );
 }
+
+#[test]
+fn verify_reads_postgres_statistics_and_a_tripped_threshold_fails_the_step() {
+    let url = fresh_database("verify");
+    crate::support::psql(
+        &url,
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 1000); DELETE FROM t WHERE x <= 500; ANALYZE t",
+    );
+    let p = Project::new();
+    let step = |extra: &str| {
+        format!(
+            "[playbook]\nname = \"pg\"\n\n[[steps]]\nid = \"health\"\nkind = \"verify\"\npostgres = {{ url = \"{url}\"{extra} }}\n"
+        )
+    };
+    p.write("ok.toml", &step(""))
+        .write("warn.toml", &step(", bloat_warning = 0.3"))
+        .write(
+            "trip.toml",
+            &step(", connections_warning = 0.0001, connections_critical = 0.0002"),
+        );
+    let ok = p.run(&["apply", "--yes", "ok.toml"]).expect(0);
+    let journal = p.journals();
+    for check in [
+        "postgres.connections",
+        "postgres.waiting",
+        "postgres.mean_query_time",
+        "postgres.slow_queries",
+        "postgres.database_size",
+        "postgres.bloat",
+        "postgres.replication_lag: no replicas",
+        "postgres.cache_hit_ratio",
+    ] {
+        assert!(journal.contains(check), "{check} is reported:\n{journal}");
+    }
+    assert!(
+        !journal.contains("not measured"),
+        "pg_stat_statements is installed"
+    );
+    assert!(
+        ok.stdout
+            .contains("postgres.bloat: 50.0 % dead rows (threshold: warning at 20 %) warning"),
+        "{}",
+        ok.stdout
+    );
+    p.run(&["apply", "--yes", "warn.toml"]).expect(0);
+    let trip = p.run(&["apply", "--yes", "trip.toml"]).expect(4);
+    assert!(
+        trip.stdout
+            .contains("1 critical check(s): postgres.connections"),
+        "{}",
+        trip.stdout
+    );
+    assert!(!trip.stdout.contains(SENTINEL));
+}

@@ -1,0 +1,252 @@
+//! The load probe: concurrent clients against one endpoint for a duration or a number of
+//! requests (the runbook used autocannon: 100 connections for 60 s), latencies in an HDR
+//! histogram, an answer other than 2xx or no answer counted as an error.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::{Check, Verdict};
+use crate::playbook::Checker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    url: Spanned<String>,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, Spanned<String>>>,
+    body: Option<Spanned<String>>,
+    concurrency: Option<u32>,
+    duration: Option<Spanned<String>>,
+    requests: Option<u64>,
+    /// Critical when the 95th percentile latency is not below this many milliseconds.
+    p95_ms: Option<f64>,
+    /// Critical when the share of failed requests is not below this (0.001 = 0.1 %).
+    error_rate: Option<f64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Load {
+    url: String,
+    method: reqwest::Method,
+    headers: BTreeMap<String, String>,
+    body: Option<String>,
+    concurrency: u32,
+    duration: Duration,
+    requests: Option<u64>,
+    p95_ms: Option<f64>,
+    error_rate: Option<f64>,
+}
+
+/// What the probe measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct Measured {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) seconds: f64,
+    pub(crate) throughput: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p95_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+impl Load {
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+        let url = cx.text(&raw.url)?;
+        if let Err(e) = reqwest::Url::parse(&url) {
+            cx.problem(
+                raw.url.span(),
+                format!("`{url}` is not a URL: {e}"),
+                "this URL",
+            );
+            return None;
+        }
+        let method = match reqwest::Method::from_bytes(
+            raw.method
+                .as_deref()
+                .unwrap_or("GET")
+                .to_uppercase()
+                .as_bytes(),
+        ) {
+            Ok(m) => m,
+            Err(_) => {
+                cx.problem(
+                    raw.url.span(),
+                    "the load probe's `method` is not an HTTP method",
+                    "this probe",
+                );
+                return None;
+            }
+        };
+        let headers: Option<BTreeMap<String, String>> = raw
+            .headers
+            .iter()
+            .flatten()
+            .map(|(k, v)| Some((k.clone(), cx.text(v)?)))
+            .collect();
+        let body = match &raw.body {
+            Some(b) => Some(cx.text(b)?),
+            None => None,
+        };
+        let duration = match &raw.duration {
+            Some(d) => cx.duration(d)?,
+            None => Duration::from_secs(10),
+        };
+        Some(Load {
+            url,
+            method,
+            headers: headers?,
+            body,
+            concurrency: raw.concurrency.unwrap_or(10).max(1),
+            duration,
+            requests: raw.requests,
+            p95_ms: raw.p95_ms,
+            error_rate: raw.error_rate,
+        })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let amount = match self.requests {
+            Some(n) => format!("{n} requests"),
+            None => format!("{}", humantime::format_duration(self.duration)),
+        };
+        format!(
+            "load probe: {} {} with {} connections for {amount}",
+            self.method, self.url, self.concurrency
+        )
+    }
+
+    pub(crate) async fn run(&self) -> Result<(Measured, Vec<Check>), String> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(self.concurrency as usize)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let started = Instant::now();
+        let deadline = started + self.duration;
+        let budget = Arc::new(AtomicU64::new(self.requests.unwrap_or(u64::MAX)));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.concurrency {
+            let request = self.request(&client)?;
+            let (client, budget) = (client.clone(), budget.clone());
+            let timed = self.requests.is_none();
+            workers.spawn(async move {
+                let mut histogram =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+                let mut errors = 0u64;
+                loop {
+                    if timed && Instant::now() >= deadline {
+                        break;
+                    }
+                    if budget
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    let request = request
+                        .try_clone()
+                        .expect("a request without a streaming body");
+                    let sent = Instant::now();
+                    let ok = match client.execute(request).await {
+                        Ok(r) => {
+                            let ok = r.status().is_success();
+                            let _ = r.bytes().await;
+                            ok
+                        }
+                        Err(_) => false,
+                    };
+                    histogram.saturating_record(sent.elapsed().as_micros() as u64);
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                (histogram, errors)
+            });
+        }
+        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        let mut errors = 0;
+        while let Some(done) = workers.join_next().await {
+            let (h, e) = done.map_err(|e| format!("a probe client failed: {e}"))?;
+            all.add(h)
+                .map_err(|e| format!("cannot merge latencies: {e}"))?;
+            errors += e;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+        let measured = Measured {
+            requests: all.len(),
+            errors,
+            seconds,
+            throughput: all.len() as f64 / seconds,
+            p50_ms: ms(0.5),
+            p95_ms: ms(0.95),
+            p99_ms: ms(0.99),
+            max_ms: all.max() as f64 / 1000.0,
+        };
+        let checks = self.checks(&measured);
+        Ok((measured, checks))
+    }
+
+    fn request(&self, client: &reqwest::Client) -> Result<reqwest::Request, String> {
+        let mut request = client.request(self.method.clone(), &self.url);
+        for (k, v) in &self.headers {
+            request = request.header(k, v);
+        }
+        if let Some(body) = &self.body {
+            request = request.body(body.clone());
+        }
+        request
+            .build()
+            .map_err(|e| format!("cannot build the probe's request: {e}"))
+    }
+
+    fn checks(&self, m: &Measured) -> Vec<Check> {
+        let rate = if m.requests == 0 {
+            1.0
+        } else {
+            m.errors as f64 / m.requests as f64
+        };
+        let below = |value: f64, limit: Option<f64>| match limit {
+            Some(l) if value >= l => Verdict::Critical,
+            _ => Verdict::Ok,
+        };
+        vec![
+            Check::new(
+                "load.throughput",
+                format!(
+                    "{:.0} req/s ({} requests in {:.1}s)",
+                    m.throughput, m.requests, m.seconds
+                ),
+                "-",
+                Verdict::Ok,
+            ),
+            Check::new(
+                "load.latency",
+                format!(
+                    "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    m.p50_ms, m.p95_ms, m.p99_ms, m.max_ms
+                ),
+                self.p95_ms.map_or("-".into(), |l| format!("p95 < {l} ms")),
+                below(m.p95_ms, self.p95_ms),
+            ),
+            Check::new(
+                "load.error_rate",
+                format!("{:.3} % ({} of {})", rate * 100.0, m.errors, m.requests),
+                self.error_rate
+                    .map_or("-".into(), |l| format!("< {} %", l * 100.0)),
+                if m.requests == 0 {
+                    Verdict::Critical
+                } else {
+                    below(rate, self.error_rate)
+                },
+            ),
+        ]
+    }
+}

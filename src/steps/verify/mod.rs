@@ -1,0 +1,168 @@
+//! `verify`: the runbook's post-deploy checklist, each threshold set in the playbook: a load
+//! probe, PostgreSQL's health from its statistics views, and the memory and CPU of containers.
+//! Every check reports its value, threshold and level; warnings are journaled, a critical one
+//! fails the step.
+
+mod containers;
+mod load;
+mod postgres;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Intent, StepCx, StepError};
+use crate::playbook::Checker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    load: Option<Spanned<load::Raw>>,
+    postgres: Option<postgres::Raw>,
+    containers: Option<containers::Raw>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Verify {
+    load: Option<load::Load>,
+    postgres: Option<postgres::PgHealth>,
+    containers: Option<containers::Containers>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// One line of the checklist.
+#[derive(Debug)]
+pub(crate) struct Check {
+    name: String,
+    value: String,
+    threshold: String,
+    verdict: Verdict,
+}
+
+impl Check {
+    fn new(
+        name: &str,
+        value: impl Into<String>,
+        threshold: impl Into<String>,
+        verdict: Verdict,
+    ) -> Self {
+        Check {
+            name: name.to_string(),
+            value: value.into(),
+            threshold: threshold.into(),
+            verdict,
+        }
+    }
+
+    fn line(&self) -> String {
+        let level = match self.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Warning => "warning",
+            Verdict::Critical => "critical",
+        };
+        format!(
+            "{}: {} (threshold: {}) {level}",
+            self.name, self.value, self.threshold
+        )
+    }
+}
+
+impl Verify {
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+        let load = raw.load.map(|l| load::Load::validate(l.into_inner(), cx));
+        let postgres = raw.postgres.map(|p| postgres::PgHealth::validate(p, cx));
+        let containers = raw
+            .containers
+            .map(|c| containers::Containers::validate(c, cx));
+        if load.is_none() && postgres.is_none() && containers.is_none() {
+            cx.problem(
+                0..0,
+                "a verify step needs `load`, `postgres` or `containers`",
+                "nothing to verify",
+            );
+            return None;
+        }
+        Some(Verify {
+            load: match load {
+                Some(l) => Some(l?),
+                None => None,
+            },
+            postgres: match postgres {
+                Some(p) => Some(p?),
+                None => None,
+            },
+            containers: match containers {
+                Some(c) => Some(c?),
+                None => None,
+            },
+        })
+    }
+
+    pub(crate) fn plan(&self) -> Intent {
+        let parts: Vec<String> = [
+            self.load.as_ref().map(load::Load::describe),
+            self.postgres.as_ref().map(postgres::PgHealth::describe),
+            self.containers
+                .as_ref()
+                .map(containers::Containers::describe),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Intent::new(format!("check {}", parts.join("; ")), false)
+    }
+
+    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let mut checks = Vec::new();
+        if let Some(load) = &self.load {
+            cx.say(load.describe());
+            let (measured, found) = load.run().await?;
+            cx.record(format!(
+                "load measured: {}",
+                serde_json::to_string(&measured).expect("figures serialize")
+            ));
+            checks.extend(found);
+        }
+        if let Some(pg) = &self.postgres {
+            cx.say(pg.describe());
+            checks.extend(pg.run().await?);
+        }
+        if let Some(containers) = &self.containers {
+            cx.say(containers.describe());
+            checks.extend(containers.run().await?);
+        }
+        for check in &checks {
+            cx.record(check.line());
+            if check.verdict == Verdict::Warning {
+                cx.warn(check.line());
+            }
+        }
+        let critical: Vec<String> = checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Critical)
+            .map(Check::line)
+            .collect();
+        let warnings = checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Warning)
+            .count();
+        if !critical.is_empty() {
+            return Err(format!(
+                "{} critical check(s): {}",
+                critical.len(),
+                critical.join("; ")
+            )
+            .into());
+        }
+        Ok(format!(
+            "{} check(s): {} ok, {warnings} warning(s)",
+            checks.len(),
+            checks.len() - warnings
+        ))
+    }
+}
