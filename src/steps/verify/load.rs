@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -41,6 +45,90 @@ pub(crate) struct Load {
     requests: Option<u64>,
     p95_ms: Option<f64>,
     error_rate: Option<f64>,
+}
+
+/// One endpoint, as each probe connection sends to it: like autocannon and wrk, every
+/// client keeps one HTTP/1.1 connection open (and opens a new one when the server closes it).
+#[derive(Clone)]
+struct Target {
+    address: String,
+    request: http::request::Parts,
+    body: Bytes,
+}
+
+impl Target {
+    fn new(load: &Load) -> Result<Self, String> {
+        let url = reqwest::Url::parse(&load.url).map_err(|e| e.to_string())?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "the load probe speaks plain HTTP, not `{}`: probe the service where it listens without TLS",
+                url.scheme()
+            ));
+        }
+        let host = url.host_str().ok_or("the probe URL has no host")?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let path = &url[url::Position::BeforePath..];
+        let mut builder = http::Request::builder()
+            .method(load.method.clone())
+            .uri(path)
+            .header(http::header::HOST, format!("{host}:{port}"));
+        for (k, v) in &load.headers {
+            builder = builder.header(k, v);
+        }
+        let (request, ()) = builder
+            .body(())
+            .map_err(|e| format!("cannot build the probe's request: {e}"))?
+            .into_parts();
+        Ok(Target {
+            address: format!("{host}:{port}"),
+            request,
+            body: Bytes::from(load.body.clone().unwrap_or_default()),
+        })
+    }
+
+    /// Sends one request on `connection` (opened first if needed); true if it answered 2xx.
+    async fn send(&self, connection: &mut Option<SendRequest<Full<Bytes>>>) -> bool {
+        if let Some(c) = connection.as_mut()
+            && c.ready().await.is_err()
+        {
+            *connection = None;
+        }
+        if connection.is_none() {
+            match self.connect().await {
+                Some(c) => *connection = Some(c),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return false;
+                }
+            }
+        }
+        let sender = connection.as_mut().expect("connected above");
+        let request = http::Request::from_parts(self.request.clone(), Full::new(self.body.clone()));
+        let answer = tokio::time::timeout(Duration::from_secs(30), async {
+            let response = sender.send_request(request).await.ok()?;
+            let ok = response.status().is_success();
+            response.into_body().collect().await.ok()?;
+            Some(ok)
+        })
+        .await;
+        match answer {
+            Ok(Some(ok)) => ok,
+            _ => {
+                *connection = None;
+                false
+            }
+        }
+    }
+
+    async fn connect(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(&self.address).await.ok()?;
+        stream.set_nodelay(true).ok()?;
+        let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(driver);
+        Some(sender)
+    }
 }
 
 /// What the probe measured.
@@ -123,23 +211,19 @@ impl Load {
     }
 
     pub(crate) async fn run(&self) -> Result<(Measured, Vec<Check>), String> {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(self.concurrency as usize)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let target = Target::new(self)?;
         let started = Instant::now();
         let deadline = started + self.duration;
         let budget = Arc::new(AtomicU64::new(self.requests.unwrap_or(u64::MAX)));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.concurrency {
-            let request = self.request(&client)?;
-            let (client, budget) = (client.clone(), budget.clone());
+            let (target, budget) = (target.clone(), budget.clone());
             let timed = self.requests.is_none();
             workers.spawn(async move {
                 let mut histogram =
                     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
                 let mut errors = 0u64;
+                let mut connection: Option<SendRequest<Full<Bytes>>> = None;
                 loop {
                     if timed && Instant::now() >= deadline {
                         break;
@@ -150,18 +234,8 @@ impl Load {
                     {
                         break;
                     }
-                    let request = request
-                        .try_clone()
-                        .expect("a request without a streaming body");
                     let sent = Instant::now();
-                    let ok = match client.execute(request).await {
-                        Ok(r) => {
-                            let ok = r.status().is_success();
-                            let _ = r.bytes().await;
-                            ok
-                        }
-                        Err(_) => false,
-                    };
+                    let ok = target.send(&mut connection).await;
                     histogram.saturating_record(sent.elapsed().as_micros() as u64);
                     if !ok {
                         errors += 1;
@@ -192,19 +266,6 @@ impl Load {
         };
         let checks = self.checks(&measured);
         Ok((measured, checks))
-    }
-
-    fn request(&self, client: &reqwest::Client) -> Result<reqwest::Request, String> {
-        let mut request = client.request(self.method.clone(), &self.url);
-        for (k, v) in &self.headers {
-            request = request.header(k, v);
-        }
-        if let Some(body) = &self.body {
-            request = request.body(body.clone());
-        }
-        request
-            .build()
-            .map_err(|e| format!("cannot build the probe's request: {e}"))
     }
 
     fn checks(&self, m: &Measured) -> Vec<Check> {
