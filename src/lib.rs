@@ -14,6 +14,7 @@ mod docker;
 mod engine;
 mod error;
 mod journal;
+mod migrate;
 mod notify;
 mod plan;
 mod playbook;

@@ -195,12 +195,19 @@ async fn run_step(
     undos: &mut Vec<(String, Undo)>,
 ) -> Result<Result<(), bool>> {
     let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let run_id = run
+        .dir
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let cx = StepCx {
         workdir: &run.playbook.workdir,
         backup_dir: run.dir.join("backup").join(&step.id),
         progress,
         timeout: step.timeout,
         webhook: run.playbook.notify.as_ref().map(|n| n.webhook.as_str()),
+        run_id: &run_id,
     };
     let mut attempt = 1;
     loop {

@@ -26,6 +26,7 @@ pub(crate) async fn roll_back(
             progress,
             timeout: None,
             webhook: None,
+            run_id: "",
         };
         match undo.apply(&cx).await {
             Ok(summary) => emitter.emit(Event::StepRolledBack {

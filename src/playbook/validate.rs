@@ -172,10 +172,12 @@ impl Checker<'_> {
             Ok(paths) => paths
                 .filter_map(Result::ok)
                 .filter(|p| p.is_file())
-                .filter_map(|p| {
+                .map(|p| {
+                    // Relative to the workdir when inside it; a path outside stays absolute.
                     p.strip_prefix(self.workdir)
-                        .ok()
-                        .map(|r| r.to_string_lossy().into_owned())
+                        .unwrap_or(&p)
+                        .to_string_lossy()
+                        .into_owned()
                 })
                 .collect(),
             Err(e) => {
@@ -472,7 +474,10 @@ fn step(
             .map(Action::Monitor),
         "verify" => parsed(kind_fields, cx, &what)
             .and_then(|r| verify::Verify::validate(r, cx))
-            .map(Action::Verify),
+            .map(|v| Action::Verify(Box::new(v))),
+        "migrate" => parsed(kind_fields, cx, &what)
+            .and_then(|r| crate::migrate::Migrate::validate(r, cx))
+            .map(|m| Action::Migrate(Box::new(m))),
         other => {
             cx.problems.push(
                 cx.source

@@ -46,6 +46,7 @@ pub(crate) const KINDS: &[&str] = &[
     "notify",
     "monitor",
     "verify",
+    "migrate",
 ];
 
 /// What a step does, with its kind's fields.
@@ -67,7 +68,8 @@ pub(crate) enum Action {
     HttpCheck(http_check::HttpCheck),
     Notify(notify::Notify),
     Monitor(monitor::Monitor),
-    Verify(verify::Verify),
+    Verify(Box<verify::Verify>),
+    Migrate(Box<crate::migrate::Migrate>),
 }
 
 /// What the plan says a step will do.
@@ -119,6 +121,8 @@ pub(crate) enum Undo {
     Retag(docker_build::Tags),
     /// Put services' previous containers back.
     Containers(compose::Containers),
+    /// Remove a migration run's rows and put back what it overwrote.
+    Migration(crate::migrate::Written),
 }
 
 /// A step that finished: a one-line summary, and what its default rollback needs (if anything).
@@ -158,6 +162,8 @@ pub(crate) struct StepCx<'a> {
     pub(crate) timeout: Option<std::time::Duration>,
     /// The playbook's `[notify]` webhook.
     pub(crate) webhook: Option<&'a str>,
+    /// The run this step belongs to.
+    pub(crate) run_id: &'a str,
 }
 
 impl StepCx<'_> {
@@ -225,6 +231,7 @@ impl Action {
             Action::Notify(_) => "notify",
             Action::Monitor(_) => "monitor",
             Action::Verify(_) => "verify",
+            Action::Migrate(_) => "migrate",
         }
     }
 
@@ -263,6 +270,7 @@ impl Action {
             Action::Notify(s) => s.plan(),
             Action::Monitor(s) => s.plan(),
             Action::Verify(s) => s.plan(),
+            Action::Migrate(s) => s.plan(),
         }
     }
 
@@ -283,6 +291,9 @@ impl Action {
             | Action::Monitor(_)
             | Action::Verify(_) => Does("none needed: it only reads"),
             Action::Notify(_) => Does("none: a sent alert stays sent"),
+            Action::Migrate(_) => {
+                Does("delete the rows this run wrote and put back the rows it overwrote")
+            }
             Action::DockerBuild(_) => Does("point each tag back at the image it named before"),
             Action::ComposeUp(_) | Action::ComposeDown(_) => Does(
                 "remove the containers the step created and put the previous ones back (kept, stopped, until then)",
@@ -301,6 +312,7 @@ impl Action {
         match self {
             Action::Backup(_) | Action::Template(_) | Action::Env(_) => {}
             Action::DockerBuild(s) => return s.prepare().await.map(Some),
+            Action::Migrate(s) => return Ok(Some(s.prepare(cx))),
             Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
             _ => return Ok(None),
         }
@@ -336,6 +348,7 @@ impl Action {
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
             Action::Monitor(s) => s.apply(cx).await.map(Done::from),
             Action::Verify(s) => s.apply(cx).await.map(Done::from),
+            Action::Migrate(s) => s.apply(cx).await.map(Done::from),
         }
     }
 }
@@ -359,6 +372,7 @@ impl Undo {
             Undo::RedisRestore(snapshot) => snapshot.restore(cx).await,
             Undo::Retag(tags) => tags.restore().await,
             Undo::Containers(containers) => containers.restore(cx).await,
+            Undo::Migration(written) => written.restore().await,
         }
     }
 }

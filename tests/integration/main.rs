@@ -5,6 +5,7 @@ mod diagnostics;
 mod docker;
 mod examples;
 mod http;
+mod migrate;
 mod plan;
 mod postgres;
 mod redis;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
+use crate::migrate::check::{Found, MigrationCheck};
 use crate::playbook::Checker;
 
 #[derive(Deserialize)]
@@ -19,6 +20,7 @@ pub(crate) struct Raw {
     load: Option<Spanned<load::Raw>>,
     postgres: Option<postgres::Raw>,
     containers: Option<containers::Raw>,
+    migration: Option<crate::migrate::check::Raw>,
 }
 
 #[derive(Debug)]
@@ -26,6 +28,7 @@ pub(crate) struct Verify {
     load: Option<load::Load>,
     postgres: Option<postgres::PgHealth>,
     containers: Option<containers::Containers>,
+    migration: Option<MigrationCheck>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,27 +82,20 @@ impl Verify {
         let containers = raw
             .containers
             .map(|c| containers::Containers::validate(c, cx));
-        if load.is_none() && postgres.is_none() && containers.is_none() {
+        let migration = raw.migration.map(|m| MigrationCheck::validate(m, cx));
+        if load.is_none() && postgres.is_none() && containers.is_none() && migration.is_none() {
             cx.problem(
                 0..0,
-                "a verify step needs `load`, `postgres` or `containers`",
+                "a verify step needs `load`, `postgres`, `containers` or `migration`",
                 "nothing to verify",
             );
             return None;
         }
         Some(Verify {
-            load: match load {
-                Some(l) => Some(l?),
-                None => None,
-            },
-            postgres: match postgres {
-                Some(p) => Some(p?),
-                None => None,
-            },
-            containers: match containers {
-                Some(c) => Some(c?),
-                None => None,
-            },
+            load: load.map(|l| l.ok_or(())).transpose().ok()?,
+            postgres: postgres.map(|p| p.ok_or(())).transpose().ok()?,
+            containers: containers.map(|c| c.ok_or(())).transpose().ok()?,
+            migration: migration.map(|m| m.ok_or(())).transpose().ok()?,
         })
     }
 
@@ -110,6 +106,7 @@ impl Verify {
             self.containers
                 .as_ref()
                 .map(containers::Containers::describe),
+            self.migration.as_ref().map(MigrationCheck::describe),
         ]
         .into_iter()
         .flatten()
@@ -135,6 +132,10 @@ impl Verify {
         if let Some(containers) = &self.containers {
             cx.say(containers.describe());
             checks.extend(containers.run().await?);
+        }
+        if let Some(migration) = &self.migration {
+            cx.say(migration.describe());
+            checks.extend(migration_checks(migration.run().await?, cx));
         }
         for check in &checks {
             cx.record(check.line());
@@ -165,4 +166,50 @@ impl Verify {
             checks.len() - warnings
         ))
     }
+}
+
+/// The counts per entity and the content comparison as checks; every mismatch is journaled.
+fn migration_checks(found: Found, cx: &StepCx<'_>) -> Vec<Check> {
+    let mut checks: Vec<Check> = found
+        .counts
+        .iter()
+        .map(|(entity, keys, rows)| {
+            Check::new(
+                &format!("migration.{entity}"),
+                format!("{keys} key(s) in Redis, {rows} row(s) in PostgreSQL"),
+                "equal",
+                if keys == rows {
+                    Verdict::Ok
+                } else {
+                    Verdict::Critical
+                },
+            )
+        })
+        .collect();
+    for mismatch in &found.mismatches {
+        cx.record(format!("mismatch: {mismatch}"));
+    }
+    let shown: Vec<&str> = found
+        .mismatches
+        .iter()
+        .take(10)
+        .map(String::as_str)
+        .collect();
+    checks.push(Check::new(
+        "migration.content",
+        format!(
+            "{} key(s) compared, {} mismatch(es){}{}",
+            found.compared,
+            found.mismatches.len(),
+            if shown.is_empty() { "" } else { ": " },
+            shown.join("; ")
+        ),
+        "0 mismatches",
+        if found.mismatches.is_empty() {
+            Verdict::Ok
+        } else {
+            Verdict::Critical
+        },
+    ));
+    checks
 }

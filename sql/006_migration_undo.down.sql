@@ -1,0 +1,1 @@
+DROP TABLE claude_data.migration_undo;

@@ -1,0 +1,206 @@
+//! Verification of a migration: per entity, the keys Redis has against the rows PostgreSQL
+//! has, then the content: every key (or a seeded sample of them) read from Redis again and
+//! compared with its row's `source`. Every mismatch is listed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::mapping::{Class, Mapping};
+use super::source::{self, Got};
+use crate::db::{postgres, redis};
+use crate::playbook::Checker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Raw {
+    redis: Spanned<String>,
+    postgres: Spanned<String>,
+    mapping: Spanned<String>,
+    /// Compare this many keys, chosen by `seed` (default: every key).
+    sample: Option<usize>,
+    seed: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct MigrationCheck {
+    redis: redis::Target,
+    postgres: postgres::Target,
+    mapping: Mapping,
+    sample: Option<usize>,
+    seed: u64,
+}
+
+/// What the comparison found, per entity and overall.
+pub(crate) struct Found {
+    /// Entity name, keys in Redis, rows in PostgreSQL.
+    pub(crate) counts: Vec<(String, u64, u64)>,
+    pub(crate) compared: usize,
+    pub(crate) mismatches: Vec<String>,
+}
+
+impl MigrationCheck {
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+        let redis = cx.url(&raw.redis, redis::Target::parse);
+        let postgres = cx.url(&raw.postgres, postgres::Target::parse);
+        let file = cx.text(&raw.mapping)?;
+        let text = cx.read_input(&file, raw.mapping.span())?;
+        let mapping = Mapping::parse(&text)
+            .map_err(|why| {
+                cx.problem(
+                    raw.mapping.span(),
+                    format!("mapping `{file}`: {why}"),
+                    "this mapping",
+                )
+            })
+            .ok()?;
+        Some(MigrationCheck {
+            redis: redis?.1,
+            postgres: postgres?.1,
+            mapping,
+            sample: raw.sample,
+            seed: raw.seed.unwrap_or(1),
+        })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "migration from Redis at {} to PostgreSQL at {}: keys against rows per entity, then {}",
+            self.redis.display,
+            self.postgres.display,
+            match self.sample {
+                Some(n) => format!("the content of {n} keys (seed {})", self.seed),
+                None => "the content of every key".into(),
+            }
+        )
+    }
+
+    pub(crate) async fn run(&self) -> Result<Found, String> {
+        let mut conn = self.redis.connect(Duration::from_secs(30)).await?;
+        let client = self.postgres.connect(Duration::from_secs(30)).await?;
+        let redis_err = |e: ::redis::RedisError| format!("Redis at {}: {e}", self.redis.display);
+        // Redis: every key of every entity.
+        let mut in_redis: Vec<(String, usize)> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = source::scan(&mut conn, cursor, 1000)
+                .await
+                .map_err(redis_err)?;
+            for key in keys {
+                if let Class::Entity(i) = self.mapping.classify(&key)
+                    && seen.insert(key.clone())
+                {
+                    in_redis.push((key, i));
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        // PostgreSQL: every row's key, by the entity its key belongs to.
+        let mut rows: BTreeMap<usize, u64> = BTreeMap::new();
+        let mut tables: Vec<&str> = self
+            .mapping
+            .entities
+            .iter()
+            .map(|e| e.table.as_str())
+            .collect();
+        tables.dedup();
+        let mut mismatches = Vec::new();
+        for table in tables.iter().collect::<HashSet<_>>() {
+            let keys = client
+                .query(
+                    &format!("SELECT source_key FROM {}", super::load::quote(table)),
+                    &[],
+                )
+                .await
+                .map_err(|e| format!("cannot read {table}: {}", postgres::describe(&e)))?;
+            for row in keys {
+                let key: String = row.get(0);
+                match self.mapping.classify(&key) {
+                    Class::Entity(i) => *rows.entry(i).or_default() += 1,
+                    _ => mismatches.push(format!(
+                        "{table}: row `{key}` matches no entity of the mapping"
+                    )),
+                }
+                if !seen.contains(&key) {
+                    mismatches.push(format!("{table}: row `{key}` has no key in Redis"));
+                }
+            }
+        }
+        let mut counts = Vec::new();
+        for (i, entity) in self.mapping.entities.iter().enumerate() {
+            let keys = in_redis.iter().filter(|(_, e)| *e == i).count() as u64;
+            counts.push((
+                entity.name.clone(),
+                keys,
+                rows.get(&i).copied().unwrap_or(0),
+            ));
+        }
+        // Content: every key, or a seeded sample.
+        let chosen: Vec<&(String, usize)> = match self.sample {
+            Some(n) if n < in_redis.len() => {
+                let mut ranked: Vec<(u64, &(String, usize))> = in_redis
+                    .iter()
+                    .map(|k| (seeded(self.seed, &k.0), k))
+                    .collect();
+                ranked.sort_by_key(|(rank, _)| *rank);
+                ranked.into_iter().take(n).map(|(_, k)| k).collect()
+            }
+            _ => in_redis.iter().collect(),
+        };
+        for page in chosen.chunks(1000) {
+            let reads: Vec<(&str, source::Read)> = page
+                .iter()
+                .map(|(k, i)| (k.as_str(), self.mapping.entities[*i].kind))
+                .collect();
+            let got = source::read(&mut conn, &reads).await.map_err(redis_err)?;
+            let mut by_table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (k, i) in page.iter() {
+                by_table
+                    .entry(self.mapping.entities[*i].table.as_str())
+                    .or_default()
+                    .push(k.as_str());
+            }
+            let mut stored = std::collections::HashMap::new();
+            for (table, keys) in by_table {
+                stored.extend(super::load::sources(&client, table, &keys).await?);
+            }
+            for ((key, _), got) in page.iter().zip(got) {
+                match (got, stored.get(key)) {
+                    (Got::Value(value), Some(source)) if &value == source => {}
+                    (Got::Value(_), Some(_)) => {
+                        mismatches.push(format!("`{key}`: the row's source differs from Redis"))
+                    }
+                    (Got::Value(_), None) => {
+                        mismatches.push(format!("`{key}`: no row in PostgreSQL"))
+                    }
+                    (Got::Missing, _) => {}
+                    (Got::WrongType(t), _) => {
+                        mismatches.push(format!("`{key}`: is a {t} in Redis"))
+                    }
+                    (Got::Malformed(why), _) => mismatches.push(format!("`{key}`: {why}")),
+                }
+            }
+        }
+        Ok(Found {
+            counts,
+            compared: chosen.len(),
+            mismatches,
+        })
+    }
+}
+
+/// A stable pseudo-random rank of `key` for `seed` (FNV-1a), so a sample can be repeated.
+fn seeded(seed: u64, key: &str) -> u64 {
+    let mut hash = 0xcbf29ce484222325u64 ^ seed;
+    for b in key.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
+}

@@ -1,0 +1,372 @@
+//! Writing the migration into PostgreSQL: each batch is one transaction that COPYs the rows
+//! into a staging table, saves the rows it is about to overwrite (for rollback), merges with
+//! `INSERT ... ON CONFLICT (source_key) DO UPDATE ... WHERE the source changed` (so SCAN's
+//! duplicates and re-runs change nothing), records rejects and moves the run's checkpoint:
+//! data and checkpoint commit together.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use crate::db::postgres::{Target, describe};
+
+/// Where a run is: the SCAN cursor to go on from, and what it counted so far.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Checkpoint {
+    pub(crate) cursor: u64,
+    pub(crate) done: bool,
+    pub(crate) counts: Counts,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Counts {
+    pub(crate) scanned: u64,
+    pub(crate) written: u64,
+    pub(crate) unchanged: u64,
+    pub(crate) rejected: u64,
+    pub(crate) missing: u64,
+    pub(crate) unmapped: u64,
+    pub(crate) skipped: BTreeMap<String, u64>,
+    pub(crate) entities: BTreeMap<String, u64>,
+}
+
+/// A row for a table: its columns' text (None: NULL), its key and the whole Redis value.
+pub(crate) struct Row {
+    pub(crate) source_key: String,
+    pub(crate) cells: Vec<Option<String>>,
+    pub(crate) source: Value,
+}
+
+/// The rows of one batch for one entity (one table, one set of columns).
+pub(crate) struct Batch {
+    pub(crate) table: String,
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: Vec<Row>,
+}
+
+impl Batch {
+    /// The same table and columns, without rows.
+    pub(crate) fn clone_empty(&self) -> Batch {
+        Batch {
+            table: self.table.clone(),
+            columns: self.columns.clone(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+pub(crate) struct Reject {
+    pub(crate) source_key: String,
+    pub(crate) entity: String,
+    pub(crate) reason: String,
+}
+
+pub(crate) struct Loader {
+    client: Client,
+    run: String,
+    staged: Vec<String>,
+}
+
+pub(crate) fn quote(table: &str) -> String {
+    table
+        .split('.')
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Why a batch was not written; `data` when PostgreSQL refused a value (SQLSTATE classes 22
+/// and 23), so that row-by-row writing can find and reject the record.
+#[derive(Debug)]
+pub(crate) struct WriteError {
+    pub(crate) message: String,
+    pub(crate) data: bool,
+}
+
+fn write_err(what: &str) -> impl Fn(tokio_postgres::Error) -> WriteError + '_ {
+    move |e| WriteError {
+        data: e
+            .code()
+            .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")),
+        message: format!("{what}: {}", describe(&e)),
+    }
+}
+
+fn sql_err(what: &str) -> impl Fn(tokio_postgres::Error) -> String + '_ {
+    move |e| format!("{what}: {}", describe(&e))
+}
+
+impl Loader {
+    /// Connects and registers the run; returns the checkpoint of an earlier attempt, if any.
+    pub(crate) async fn start(
+        target: &Target,
+        run: &str,
+        mode: &str,
+    ) -> Result<(Loader, Option<Checkpoint>), String> {
+        let client = target.connect(std::time::Duration::from_secs(30)).await?;
+        client
+            .execute(
+                "INSERT INTO claude_data.migration_runs (run_id, mode) VALUES ($1, $2) ON CONFLICT (run_id) DO NOTHING",
+                &[&run, &mode],
+            )
+            .await
+            .map_err(sql_err("cannot register the migration run"))?;
+        let row = client
+            .query_one(
+                "SELECT checkpoint FROM claude_data.migration_runs WHERE run_id = $1",
+                &[&run],
+            )
+            .await
+            .map_err(sql_err("cannot read the migration checkpoint"))?;
+        let checkpoint: Option<Value> = row.get(0);
+        let checkpoint = checkpoint
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("the migration checkpoint cannot be read: {e}"))?;
+        Ok((
+            Loader {
+                client,
+                run: run.to_string(),
+                staged: Vec::new(),
+            },
+            checkpoint,
+        ))
+    }
+
+    /// The `source` PostgreSQL holds for these keys (incremental mode compares with it).
+    pub(crate) async fn sources(
+        &self,
+        table: &str,
+        keys: &[&str],
+    ) -> Result<HashMap<String, Value>, String> {
+        sources(&self.client, table, keys).await
+    }
+
+    /// Writes one batch and (if given) the checkpoint after it, in one transaction; returns
+    /// the rows inserted or changed.
+    pub(crate) async fn write(
+        &mut self,
+        batches: &BTreeMap<usize, Batch>,
+        rejects: &[Reject],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<u64, WriteError> {
+        for table in batches.values().map(|b| &b.table) {
+            if !self.staged.contains(table) {
+                let sql = format!(
+                    "CREATE TEMP TABLE \"stage_{n}\" (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                    n = self.staged.len(),
+                    t = quote(table)
+                );
+                self.client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(write_err(&format!("cannot stage rows for {table}")))?;
+                self.staged.push(table.clone());
+            }
+        }
+        let transaction = self
+            .client
+            .transaction()
+            .await
+            .map_err(write_err("cannot begin"))?;
+        let mut written = 0;
+        for batch in batches.values() {
+            let table = &batch.table;
+            if batch.rows.is_empty() {
+                continue;
+            }
+            let stage = format!(
+                "\"stage_{}\"",
+                self.staged
+                    .iter()
+                    .position(|t| t == table)
+                    .expect("staged above")
+            );
+            let mut columns: Vec<String> =
+                batch.columns.iter().map(|c| format!("\"{c}\"")).collect();
+            columns.extend(["source_key".into(), "source".into(), "migrated_run".into()]);
+            let list = columns.join(", ");
+            let sink = transaction
+                .copy_in(&format!("COPY {stage} ({list}) FROM STDIN"))
+                .await
+                .map_err(write_err(&format!("cannot copy rows into {table}")))?;
+            let mut text = String::with_capacity(batch.rows.len() * 256);
+            for row in &batch.rows {
+                for cell in &row.cells {
+                    push_cell(&mut text, cell.as_deref());
+                    text.push('\t');
+                }
+                push_cell(&mut text, Some(&row.source_key));
+                text.push('\t');
+                push_cell(&mut text, Some(&row.source.to_string()));
+                text.push('\t');
+                push_cell(&mut text, Some(&self.run));
+                text.push('\n');
+            }
+            let mut sink = std::pin::pin!(sink);
+            sink.send(Bytes::from(text))
+                .await
+                .map_err(write_err(&format!("cannot copy rows into {table}")))?;
+            sink.as_mut()
+                .finish()
+                .await
+                .map_err(write_err(&format!("cannot copy rows into {table}")))?;
+            let t = quote(table);
+            transaction
+                .execute(
+                    &format!(
+                        "INSERT INTO claude_data.migration_undo (run_id, table_name, source_key, previous)
+                         SELECT $1, $2, t.source_key, to_jsonb(t) FROM {t} t JOIN {stage} s ON s.source_key = t.source_key
+                         WHERE t.source IS DISTINCT FROM s.source AND t.migrated_run IS DISTINCT FROM $1
+                         ON CONFLICT DO NOTHING"
+                    ),
+                    &[&self.run, table],
+                )
+                .await
+                .map_err(write_err(&format!("cannot keep the rows {table} had")))?;
+            let updates: Vec<String> = columns[..columns.len()]
+                .iter()
+                .filter(|c| *c != "source_key")
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            written += transaction
+                .execute(
+                    &format!(
+                        "INSERT INTO {t} AS t ({list}) SELECT {list} FROM {stage}
+                         ON CONFLICT (source_key) DO UPDATE SET {}
+                         WHERE t.source IS DISTINCT FROM EXCLUDED.source",
+                        updates.join(", ")
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(write_err(&format!("cannot merge rows into {table}")))?;
+            transaction
+                .batch_execute(&format!("TRUNCATE {stage}"))
+                .await
+                .map_err(write_err("cannot empty the staging table"))?;
+        }
+        if !rejects.is_empty() {
+            let keys: Vec<&str> = rejects.iter().map(|r| r.source_key.as_str()).collect();
+            let entities: Vec<&str> = rejects.iter().map(|r| r.entity.as_str()).collect();
+            let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
+            transaction
+                .execute(
+                    "INSERT INTO claude_data.migration_rejects (run_id, source_key, entity, reason)
+                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[])
+                     ON CONFLICT (run_id, source_key) DO UPDATE SET reason = EXCLUDED.reason, rejected_at = now()",
+                    &[&self.run, &keys, &entities, &reasons],
+                )
+                .await
+                .map_err(write_err("cannot record the rejected keys"))?;
+        }
+        if let Some(checkpoint) = checkpoint {
+            let value = serde_json::to_value(checkpoint).expect("a checkpoint serializes");
+            transaction
+                .execute(
+                    "UPDATE claude_data.migration_runs SET checkpoint = $2::jsonb, counts = $2::jsonb -> 'counts' WHERE run_id = $1",
+                    &[&self.run, &value],
+                )
+                .await
+                .map_err(write_err("cannot move the checkpoint"))?;
+        }
+        transaction
+            .commit()
+            .await
+            .map_err(write_err("cannot commit the batch"))?;
+        Ok(written)
+    }
+
+    pub(crate) async fn finish(&self, status: &str) -> Result<(), String> {
+        self.client
+            .execute(
+                "UPDATE claude_data.migration_runs SET status = $2, finished_at = now() WHERE run_id = $1",
+                &[&self.run, &status],
+            )
+            .await
+            .map(|_| ())
+            .map_err(sql_err("cannot close the migration run"))
+    }
+}
+
+/// The `source` column of the rows of `table` with these keys.
+pub(crate) async fn sources(
+    client: &Client,
+    table: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, Value>, String> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT source_key, source FROM {} WHERE source_key = ANY($1)",
+                quote(table)
+            ),
+            &[&keys],
+        )
+        .await
+        .map_err(sql_err("cannot read the current rows"))?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A COPY text-format field.
+fn push_cell(out: &mut String, cell: Option<&str>) {
+    let Some(text) = cell else {
+        out.push_str("\\N");
+        return;
+    };
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Puts PostgreSQL back as it was before run `run`: its rows go, the rows it overwrote return.
+pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Result<u64, String> {
+    let mut client = target.connect(std::time::Duration::from_secs(30)).await?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(sql_err("cannot begin"))?;
+    let mut removed = 0;
+    for table in tables.iter().rev() {
+        let t = quote(table);
+        removed += transaction
+            .execute(&format!("DELETE FROM {t} WHERE migrated_run = $1"), &[&run])
+            .await
+            .map_err(sql_err(&format!("cannot remove the rows of {table}")))?;
+        transaction
+            .execute(
+                &format!(
+                    "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, u.previous)).*
+                     FROM claude_data.migration_undo u WHERE u.run_id = $1 AND u.table_name = $2"
+                ),
+                &[&run, table],
+            )
+            .await
+            .map_err(sql_err(&format!("cannot put back the rows of {table}")))?;
+    }
+    for sql in [
+        "DELETE FROM claude_data.migration_undo WHERE run_id = $1",
+        "DELETE FROM claude_data.migration_rejects WHERE run_id = $1",
+        "UPDATE claude_data.migration_runs SET status = 'rolled_back', finished_at = now() WHERE run_id = $1",
+    ] {
+        transaction
+            .execute(sql, &[&run])
+            .await
+            .map_err(sql_err("cannot close the rollback"))?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(sql_err("cannot commit the rollback"))?;
+    Ok(removed)
+}
