@@ -69,6 +69,8 @@ pub(crate) struct Loader {
     client: Client,
     run: String,
     staged: Vec<String>,
+    /// Tables where a key was already there: they take the staging merge.
+    conflicts: Vec<String>,
 }
 
 pub(crate) fn quote(table: &str) -> String {
@@ -132,6 +134,7 @@ impl Loader {
                 client,
                 run: run.to_string(),
                 staged: Vec::new(),
+                conflicts: Vec::new(),
             },
             checkpoint,
         ))
@@ -190,32 +193,40 @@ impl Loader {
                 batch.columns.iter().map(|c| format!("\"{c}\"")).collect();
             columns.extend(["source_key".into(), "source".into(), "migrated_run".into()]);
             let list = columns.join(", ");
-            let sink = transaction
-                .copy_in(&format!("COPY {stage} ({list}) FROM STDIN"))
-                .await
-                .map_err(write_err(&format!("cannot copy rows into {table}")))?;
-            let mut text = String::with_capacity(batch.rows.len() * 256);
-            for row in &batch.rows {
-                for cell in &row.cells {
-                    push_cell(&mut text, cell.as_deref());
-                    text.push('\t');
-                }
-                push_cell(&mut text, Some(&row.source_key));
-                text.push('\t');
-                push_cell(&mut text, Some(&row.source.to_string()));
-                text.push('\t');
-                push_cell(&mut text, Some(&self.run));
-                text.push('\n');
-            }
-            let mut sink = std::pin::pin!(sink);
-            sink.send(Bytes::from(text))
-                .await
-                .map_err(write_err(&format!("cannot copy rows into {table}")))?;
-            sink.as_mut()
-                .finish()
-                .await
-                .map_err(write_err(&format!("cannot copy rows into {table}")))?;
+            let text = copy_text(batch, &self.run);
             let t = quote(table);
+            // A table without conflicts so far gets the rows straight in with COPY; the first
+            // key that is already there (a re-run, a SCAN duplicate) sends the table to the
+            // staging merge for the rest of the run.
+            if !self.conflicts.contains(table) {
+                transaction
+                    .batch_execute("SAVEPOINT direct")
+                    .await
+                    .map_err(write_err("cannot begin the copy"))?;
+                match copy(&transaction, &t, &list, text.clone()).await {
+                    Ok(n) => {
+                        transaction
+                            .batch_execute("RELEASE SAVEPOINT direct")
+                            .await
+                            .map_err(write_err("cannot end the copy"))?;
+                        written += n;
+                        continue;
+                    }
+                    Err(e)
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                    {
+                        transaction
+                            .batch_execute("ROLLBACK TO SAVEPOINT direct")
+                            .await
+                            .map_err(write_err("cannot undo the copy"))?;
+                        self.conflicts.push(table.clone());
+                    }
+                    Err(e) => return Err(write_err(&format!("cannot copy rows into {table}"))(e)),
+                }
+            }
+            copy(&transaction, &stage, &list, text)
+                .await
+                .map_err(write_err(&format!("cannot copy rows into {table}")))?;
             transaction
                 .execute(
                     &format!(
@@ -310,6 +321,39 @@ pub(crate) async fn sources(
         .await
         .map_err(sql_err("cannot read the current rows"))?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The rows of a batch in COPY's text format, with their key, source and run.
+fn copy_text(batch: &Batch, run: &str) -> Bytes {
+    let mut text = String::with_capacity(batch.rows.len() * 256);
+    for row in &batch.rows {
+        for cell in &row.cells {
+            push_cell(&mut text, cell.as_deref());
+            text.push('\t');
+        }
+        push_cell(&mut text, Some(&row.source_key));
+        text.push('\t');
+        push_cell(&mut text, Some(&row.source.to_string()));
+        text.push('\t');
+        push_cell(&mut text, Some(run));
+        text.push('\n');
+    }
+    Bytes::from(text)
+}
+
+/// COPYs `text` into `table` (`list`: its columns); returns the rows copied.
+async fn copy(
+    transaction: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    list: &str,
+    text: Bytes,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = transaction
+        .copy_in(&format!("COPY {table} ({list}) FROM STDIN"))
+        .await?;
+    let mut sink = std::pin::pin!(sink);
+    sink.send(text).await?;
+    sink.as_mut().finish().await
 }
 
 /// A COPY text-format field.

@@ -300,6 +300,50 @@ fn every_shape_of_the_relay_data_round_trips_and_ephemeral_keys_stay_behind() {
         rejects.contains(&format!("user:{}: not JSON", "e".repeat(32))),
         "{rejects}"
     );
+
+    // Incremental: only what changed since is written, and it ends with the latest value.
+    let changed = psql(
+        &pg,
+        "SELECT source_key FROM claude_data.api_keys ORDER BY source_key LIMIT 1",
+    );
+    redis_cli(
+        db,
+        &[
+            "HSET",
+            &changed,
+            "name",
+            "renamed",
+            "lastUsedAt",
+            "2026-11-25T00:00:00.000Z",
+        ],
+    );
+    redis_cli(db, &["HSET", "usage:global:total", "requests", "1000000"]);
+    p.write(
+        "incremental.toml",
+        &playbook(
+            db,
+            &pg,
+            "batch_size = 100\nmax_rejects = 5\nmode = \"incremental\"",
+        ),
+    );
+    let run = p.run(&["apply", "--yes", "incremental.toml"]).expect(0);
+    assert!(run.stdout.contains(": 2 rows written,"), "{}", run.stdout);
+    assert_eq!(
+        psql(
+            &pg,
+            &format!(
+                "SELECT name || ' ' || last_used_at FROM claude_data.api_keys WHERE source_key = '{changed}'"
+            )
+        ),
+        "renamed 2026-11-25 00:00:00+00"
+    );
+    assert_eq!(
+        psql(
+            &pg,
+            "SELECT requests FROM claude_data.usage_rollups WHERE source_key = 'usage:global:total'"
+        ),
+        "1000000"
+    );
 }
 
 /// A fingerprint of everything migrated, without what differs from run to run.

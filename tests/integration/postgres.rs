@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use crate::support::{Project, SENTINEL, fresh_database, psql, service};
+use crate::support::{Project, SENTINEL, fresh_database, psql, service, tool_output};
 
 /// A project whose playbook applies `files` with a sql step to the URL in TEST_DB_URL.
 fn sql_project(files: &str, on_failure: &str) -> Project {
@@ -405,4 +405,72 @@ fn verify_reads_postgres_statistics_and_a_tripped_threshold_fails_the_step() {
         trip.stdout
     );
     assert!(!trip.stdout.contains(SENTINEL));
+}
+
+#[test]
+fn postgresql_15_accepts_the_rendered_configuration() {
+    let p = Project::new();
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/postgresql.conf.hbs");
+    p.write(
+        "pg.toml",
+        &format!(
+            r#"[playbook]
+name = "pgconf"
+
+[vars]
+pg_max_connections = 200
+pg_shared_buffers = "256MB"
+pg_effective_cache_size = "1GB"
+pg_work_mem = "4MB"
+pg_maintenance_work_mem = "64MB"
+pg_log_min_duration_ms = 1000
+
+[[steps]]
+id = "conf"
+kind = "template"
+template = "{template}"
+dest = "data/postgresql.conf"
+mode = "0644"
+"#
+        ),
+    );
+    // The server reads its configuration as the postgres user, like the image does.
+    let as_postgres = |args: &[&str]| {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).args(args);
+        command
+    };
+    let pgbin = tool_output({
+        let mut c = std::process::Command::new("pg_config");
+        c.arg("--bindir");
+        c
+    });
+    let data = p.file("data");
+    std::fs::create_dir_all(&data).unwrap();
+    tool_output({
+        let mut c = std::process::Command::new("chown");
+        c.args(["-R", "postgres:postgres", p.path().to_str().unwrap()]);
+        c
+    });
+    tool_output(as_postgres(&[
+        &format!("{pgbin}/initdb"),
+        "-D",
+        data.to_str().unwrap(),
+        "-A",
+        "trust",
+    ]));
+    p.run(&["apply", "--yes", "pg.toml"]).expect(0);
+    let read = |name: &str| {
+        tool_output(as_postgres(&[
+            &format!("{pgbin}/postgres"),
+            "-D",
+            data.to_str().unwrap(),
+            "-C",
+            name,
+        ]))
+    };
+    assert_eq!(read("max_connections"), "200");
+    assert_eq!(read("shared_buffers"), "32768", "256MB in 8 kB pages");
+    assert_eq!(read("shared_preload_libraries"), "pg_stat_statements");
+    assert_eq!(read("password_encryption"), "scram-sha-256");
 }
