@@ -53,7 +53,7 @@ kind = "migrate"
 redis = "$redis_url"
 postgres = "$base/bench_runner"
 mapping = "$PWD/playbooks/relay-mapping.toml"
-batch_size = 5000
+batch_size = ${BATCH:-5000}
 TOML
 python3 - "$runner" "$work" <<'PY' >"$work/runner.txt"
 import resource, subprocess, sys, time
