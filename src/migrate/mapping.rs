@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -60,7 +60,11 @@ struct RawColumn {
 /// A validated mapping.
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    skips: Vec<(Regex, String)>,
+    /// Every skip pattern in one automaton, with the reason of each.
+    skips: RegexSet,
+    reasons: Vec<String>,
+    /// Every entity's key regex in one automaton, in the mapping's order.
+    keys: RegexSet,
     pub(crate) entities: Vec<Entity>,
     offset: FixedOffset,
 }
@@ -122,12 +126,15 @@ impl Mapping {
         let hours = raw.timezone_offset_hours.unwrap_or(8);
         let offset = FixedOffset::east_opt(hours * 3600)
             .ok_or_else(|| format!("timezone_offset_hours {hours} is out of range"))?;
-        let mut skips = Vec::new();
+        let mut patterns = Vec::new();
+        let mut reasons = Vec::new();
         for s in raw.skip {
             for p in s.patterns {
-                skips.push((glob_regex(&p)?, s.reason.clone()));
+                patterns.push(glob_regex(&p)?);
+                reasons.push(s.reason.clone());
             }
         }
+        let skips = RegexSet::new(&patterns).map_err(|e| format!("skip patterns: {e}"))?;
         let mut entities = Vec::new();
         for e in raw.entity {
             let at = |what: String| format!("entity `{}`: {what}", e.name);
@@ -202,8 +209,12 @@ impl Mapping {
                 columns,
             });
         }
+        let keys = RegexSet::new(entities.iter().map(|e| e.key.as_str()))
+            .map_err(|e| format!("entity keys: {e}"))?;
         Ok(Mapping {
             skips,
+            reasons,
+            keys,
             entities,
             offset,
         })
@@ -211,16 +222,11 @@ impl Mapping {
 
     /// Skip rules first, then the first entity whose key regex matches.
     pub(crate) fn classify(&self, key: &str) -> Class<'_> {
-        if let Some((_, reason)) = self.skips.iter().find(|(re, _)| re.is_match(key)) {
-            return Class::Skip(reason);
+        if let Some(i) = self.skips.matches(key).iter().next() {
+            return Class::Skip(&self.reasons[i]);
         }
-        match self
-            .entities
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.key.is_match(key))
-        {
-            Some((i, _)) => Class::Entity(i),
+        match self.keys.matches(key).iter().next() {
+            Some(i) => Class::Entity(i),
             None => Class::Unmapped,
         }
     }
@@ -269,7 +275,7 @@ fn json_text(v: &Value) -> String {
     }
 }
 
-fn glob_regex(pattern: &str) -> Result<Regex, String> {
+fn glob_regex(pattern: &str) -> Result<String, String> {
     let mut re = String::from("^");
     for c in pattern.chars() {
         match c {
@@ -279,7 +285,8 @@ fn glob_regex(pattern: &str) -> Result<Regex, String> {
         }
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| format!("skip pattern `{pattern}`: {e}"))
+    Regex::new(&re).map_err(|e| format!("skip pattern `{pattern}`: {e}"))?;
+    Ok(re)
 }
 
 fn convert(
