@@ -61,9 +61,10 @@ runner, work = sys.argv[1], sys.argv[2]
 start = time.monotonic()
 subprocess.run([runner, "apply", "--yes", "--state-dir", f"{work}/state", "--format", "json", "migrate.toml"],
                cwd=work, check=True, stdout=subprocess.DEVNULL)
-print(time.monotonic() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(time.monotonic() - start, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 PY
-read -r runner_s runner_kb <"$work/runner.txt"
+read -r runner_s runner_kb runner_cpu <"$work/runner.txt"
 rows=$(psql "$base/bench_runner" -XAtc "SELECT (SELECT count(*) FROM claude_data.api_keys) + (SELECT count(*) FROM claude_data.usage_rollups) + (SELECT count(*) FROM claude_data.cost_counters)")
 
 # (c) the ceiling: \copy of the same rows, prepared as files.
@@ -102,14 +103,14 @@ print(done, time.monotonic() - start)
 PY
 read -r naive_n naive_s <"$work/naive.txt"
 
-python3 - "$total" "$rows" "$runner_s" "$runner_kb" "$copy_s" "$naive_n" "$naive_s" <<'PY'
+python3 - "$total" "$rows" "$runner_s" "$runner_kb" "$copy_s" "$naive_n" "$naive_s" "$runner_cpu" <<'PY'
 import sys
 total, rows = int(sys.argv[1]), int(sys.argv[2])
 runner_s, runner_kb, copy_s = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-naive_n, naive_s = int(sys.argv[6]), float(sys.argv[7])
+naive_n, naive_s, runner_cpu = int(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
 r, c, n = rows / runner_s, rows / copy_s, naive_n / naive_s
 print(f"migration benchmark: {total:,} Redis keys, {rows:,} rows")
-print(f"  (a) runner migrate:   {runner_s:8.1f} s  {r:10,.0f} rows/s  peak RSS {runner_kb / 1024:.0f} MB")
+print(f"  (a) runner migrate:   {runner_s:8.1f} s  {r:10,.0f} rows/s  peak RSS {runner_kb / 1024:.0f} MB, {runner_cpu:.0f} s of CPU")
 print(f"  (b) naive INSERTs:    {naive_s:8.1f} s  {n:10,.0f} rows/s  ({naive_n:,} records; one read + one autocommit INSERT each)")
 print(f"  (c) psql \\copy:       {copy_s:8.1f} s  {c:10,.0f} rows/s  (the same rows from prepared files)")
 print(f"  runner / naive = {r / n:.1f}x (target >= 20x); runner / copy = {100 * r / c:.0f} % (target >= 70 %)")

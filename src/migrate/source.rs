@@ -1,5 +1,5 @@
-//! Reading Redis for the migration: one SCAN page at a time, then one pipeline for the pages'
-//! types and one for their values. Every value becomes the JSON the `source` column keeps:
+//! Reading Redis for the migration: one SCAN page at a time, then one pipeline for the page's
+//! values. Every value becomes the JSON the `source` column keeps:
 //! a hash as an object of strings, a JSON string as its JSON, a set sorted, a zset as
 //! [member, score] pairs, a list in order.
 
@@ -55,7 +55,8 @@ pub(crate) enum Got {
     Malformed(String),
 }
 
-/// Reads `keys` as the mapping says each one is, in two pipelines (types, then values).
+/// Reads `keys` as the mapping says each one is: one pipeline of reads; if a key has another
+/// type (WRONGTYPE), the page is read again in two pipelines, types first.
 pub(crate) async fn read(
     conn: &mut MultiplexedConnection,
     keys: &[(&str, Read)],
@@ -63,49 +64,63 @@ pub(crate) async fn read(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let mut values = redis::pipe();
+    for (key, read) in keys {
+        ask(&mut values, key, *read);
+    }
+    match values.query_async::<Vec<redis::Value>>(conn).await {
+        Ok(raw) => keys
+            .iter()
+            .zip(raw)
+            .map(|((_, read), v)| shape(*read, v))
+            .collect(),
+        Err(e) if e.code() == Some("WRONGTYPE") => read_typed(conn, keys).await,
+        Err(e) => Err(e),
+    }
+}
+
+fn ask(pipe: &mut redis::Pipeline, key: &str, read: Read) {
+    match read {
+        Read::Hash => pipe.cmd("HGETALL").arg(key),
+        Read::String | Read::Json => pipe.cmd("GET").arg(key),
+        Read::Set => pipe.cmd("SMEMBERS").arg(key),
+        Read::Zset => pipe.cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES"),
+        Read::List => pipe.cmd("LRANGE").arg(key).arg(0).arg(-1),
+    };
+}
+
+async fn read_typed(
+    conn: &mut MultiplexedConnection,
+    keys: &[(&str, Read)],
+) -> redis::RedisResult<Vec<Got>> {
     let mut types = redis::pipe();
     for (key, _) in keys {
         types.cmd("TYPE").arg(*key);
     }
     let types: Vec<String> = types.query_async(conn).await?;
     let mut values = redis::pipe();
-    let mut asked = Vec::new();
+    let mut asked = false;
     for ((key, read), actual) in keys.iter().zip(&types) {
-        if actual != read.redis_type() {
-            continue;
+        if actual == read.redis_type() {
+            ask(&mut values, key, *read);
+            asked = true;
         }
-        match read {
-            Read::Hash => values.cmd("HGETALL").arg(*key),
-            Read::String | Read::Json => values.cmd("GET").arg(*key),
-            Read::Set => values.cmd("SMEMBERS").arg(*key),
-            Read::Zset => values
-                .cmd("ZRANGE")
-                .arg(*key)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES"),
-            Read::List => values.cmd("LRANGE").arg(*key).arg(0).arg(-1),
-        };
-        asked.push(*read);
     }
-    let raw: Vec<redis::Value> = if asked.is_empty() {
-        Vec::new()
-    } else {
+    let raw: Vec<redis::Value> = if asked {
         values.query_async(conn).await?
+    } else {
+        Vec::new()
     };
     let mut raw = raw.into_iter();
     let mut out = Vec::with_capacity(keys.len());
     for ((_, read), actual) in keys.iter().zip(&types) {
         if actual == "none" {
             out.push(Got::Missing);
-            continue;
-        }
-        if actual != read.redis_type() {
+        } else if actual != read.redis_type() {
             out.push(Got::WrongType(actual.clone()));
-            continue;
+        } else {
+            out.push(shape(*read, raw.next().expect("one answer per asked key"))?);
         }
-        let value = raw.next().expect("one answer per asked key");
-        out.push(shape(*read, value)?);
     }
     Ok(out)
 }
@@ -143,11 +158,17 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
         }
         Read::Set => {
             let mut members: Vec<String> = redis::from_redis_value(&value)?;
+            if members.is_empty() {
+                return Ok(Got::Missing);
+            }
             members.sort();
             Value::Array(members.into_iter().map(Value::String).collect())
         }
         Read::Zset => {
             let pairs: Vec<(String, String)> = redis::from_redis_value(&value)?;
+            if pairs.is_empty() {
+                return Ok(Got::Missing);
+            }
             Value::Array(
                 pairs
                     .into_iter()
@@ -157,6 +178,9 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
         }
         Read::List => {
             let items: Vec<String> = redis::from_redis_value(&value)?;
+            if items.is_empty() {
+                return Ok(Got::Missing);
+            }
             Value::Array(items.into_iter().map(Value::String).collect())
         }
     }))

