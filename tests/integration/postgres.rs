@@ -61,14 +61,14 @@ fn shipped_sql_applies_reapplies_as_noop_rolls_back_and_applies_again() {
             &url,
             "SELECT count(*) FROM runner_sql_history WHERE success"
         ),
-        "5"
+        "6"
     );
     assert_eq!(
         psql(
             &url,
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'claude_data'"
         ),
-        "13"
+        "14"
     );
     assert_eq!(
         psql(
@@ -152,7 +152,7 @@ fn shipped_sql_applies_reapplies_as_noop_rolls_back_and_applies_again() {
             &url,
             "SELECT count(*) FROM runner_sql_history WHERE success"
         ),
-        "5"
+        "6"
     );
     assert!(
         !p.journals().contains(SENTINEL),
