@@ -35,6 +35,12 @@ pub(crate) fn describe(error: &Error) -> String {
     }
 }
 
+/// An image or container id as `docker` shows it: 12 hex digits, without `sha256:`.
+pub(crate) fn short(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
 /// Whether the engine said the object does not exist.
 pub(crate) fn is_not_found(error: &Error) -> bool {
     matches!(

@@ -45,17 +45,7 @@ impl MigrationCheck {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
         let redis = cx.url(&raw.redis, redis::Target::parse);
         let postgres = cx.url(&raw.postgres, postgres::Target::parse);
-        let file = cx.text(&raw.mapping)?;
-        let text = cx.read_input(&file, raw.mapping.span())?;
-        let mapping = Mapping::parse(&text)
-            .map_err(|why| {
-                cx.problem(
-                    raw.mapping.span(),
-                    format!("mapping `{file}`: {why}"),
-                    "this mapping",
-                )
-            })
-            .ok()?;
+        let (_, mapping) = Mapping::load(&raw.mapping, cx)?;
         Some(MigrationCheck {
             redis: redis?.1,
             postgres: postgres?.1,
@@ -103,18 +93,11 @@ impl MigrationCheck {
         }
         // PostgreSQL: every row's key, by the entity its key belongs to.
         let mut rows: BTreeMap<usize, u64> = BTreeMap::new();
-        let mut tables: Vec<&str> = self
-            .mapping
-            .entities
-            .iter()
-            .map(|e| e.table.as_str())
-            .collect();
-        tables.dedup();
         let mut mismatches = Vec::new();
-        for table in tables.iter().collect::<HashSet<_>>() {
+        for table in self.mapping.tables() {
             let keys = client
                 .query(
-                    &format!("SELECT source_key FROM {}", super::load::quote(table)),
+                    &format!("SELECT source_key FROM {}", super::load::quote(&table)),
                     &[],
                 )
                 .await

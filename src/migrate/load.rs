@@ -239,7 +239,7 @@ impl Loader {
                 )
                 .await
                 .map_err(write_err(&format!("cannot keep the rows {table} had")))?;
-            let updates: Vec<String> = columns[..columns.len()]
+            let updates: Vec<String> = columns
                 .iter()
                 .filter(|c| *c != "source_key")
                 .map(|c| format!("{c} = EXCLUDED.{c}"))

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::source::Read;
+use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +219,37 @@ impl Mapping {
             entities,
             offset,
         })
+    }
+
+    /// Reads and parses the mapping file a step names; a problem points at the field.
+    pub(crate) fn load(
+        field: &toml::Spanned<String>,
+        cx: &mut Checker<'_>,
+    ) -> Option<(String, Mapping)> {
+        let file = cx.text(field)?;
+        let text = cx.read_input(&file, field.span())?;
+        match Mapping::parse(&text) {
+            Ok(mapping) => Some((file, mapping)),
+            Err(why) => {
+                cx.problem(
+                    field.span(),
+                    format!("mapping `{file}`: {why}"),
+                    "this mapping",
+                );
+                None
+            }
+        }
+    }
+
+    /// The tables the entities write, each once, in the mapping's order.
+    pub(crate) fn tables(&self) -> Vec<String> {
+        let mut tables: Vec<String> = Vec::new();
+        for e in &self.entities {
+            if !tables.contains(&e.table) {
+                tables.push(e.table.clone());
+            }
+        }
+        tables
     }
 
     /// Skip rules first, then the first entity whose key regex matches.

@@ -58,19 +58,7 @@ impl Migrate {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
         let redis = cx.url(&raw.redis, redis::Target::parse);
         let postgres = cx.url(&raw.postgres, postgres::Target::parse);
-        let mapping_file = cx.text(&raw.mapping)?;
-        let text = cx.read_input(&mapping_file, raw.mapping.span())?;
-        let mapping = match Mapping::parse(&text) {
-            Ok(m) => m,
-            Err(why) => {
-                cx.problem(
-                    raw.mapping.span(),
-                    format!("mapping `{mapping_file}`: {why}"),
-                    "this mapping",
-                );
-                return None;
-            }
-        };
+        let (mapping_file, mapping) = Mapping::load(&raw.mapping, cx)?;
         let incremental = match &raw.mode {
             None => false,
             Some(m) if m.get_ref() == "full" => false,
@@ -97,16 +85,6 @@ impl Migrate {
         })
     }
 
-    fn tables(&self) -> Vec<String> {
-        let mut tables: Vec<String> = Vec::new();
-        for e in &self.mapping.entities {
-            if !tables.contains(&e.table) {
-                tables.push(e.table.clone());
-            }
-        }
-        tables
-    }
-
     pub(crate) fn plan(&self) -> Intent {
         Intent::new(
             format!(
@@ -120,7 +98,7 @@ impl Migrate {
                 self.postgres.display,
                 self.mapping_file,
                 self.mapping.entities.len(),
-                self.tables().join(", "),
+                self.mapping.tables().join(", "),
                 self.batch_size,
                 self.max_rejects
             ),
@@ -133,7 +111,7 @@ impl Migrate {
         Undo::Migration(Written {
             postgres: self.postgres_url.clone(),
             run: cx.run_id.to_string(),
-            tables: self.tables(),
+            tables: self.mapping.tables(),
         })
     }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError, Undo};
-use crate::docker::{self, describe};
+use crate::docker::{self, describe, short};
 use crate::playbook::{Checker, Scalar};
 
 #[derive(Deserialize)]
@@ -228,11 +228,6 @@ async fn point(docker: &Docker, image: &str, tag: &str) -> Result<(), StepError>
         .tag_image(image, Some(options))
         .await
         .map_err(|e| format!("cannot tag {} as `{tag}`: {}", short(image), describe(&e)).into())
-}
-
-fn short(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
 
 /// `repo[:tag]` split at the tag's colon (not a registry port's).

@@ -74,10 +74,7 @@ struct Assertion {
 
 #[derive(Debug)]
 pub(crate) struct HttpCheck {
-    url: String,
-    method: reqwest::Method,
-    headers: BTreeMap<String, String>,
-    body: Option<String>,
+    request: Request,
     expect_status: Vec<u16>,
     assertions: Vec<Assertion>,
     interval: Duration,
@@ -86,28 +83,34 @@ pub(crate) struct HttpCheck {
     pause_if_inconclusive: bool,
 }
 
-/// What one sample showed.
-enum Sample {
-    Pass,
-    /// An answer that is wrong, and why.
-    Wrong(String),
-    /// No answer.
-    Silent(String),
+/// What to send: the fields `http_check` and the load probe share.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) url: String,
+    pub(crate) method: reqwest::Method,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: Option<String>,
 }
 
-impl HttpCheck {
-    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
-        let url = cx.text(&raw.url);
-        if let Some(u) = &url
-            && let Err(e) = reqwest::Url::parse(u)
-        {
-            cx.problem(
-                raw.url.span(),
-                format!("`{u}` is not a URL: {e}"),
-                "this URL",
-            );
-        }
-        let method = match &raw.method {
+impl Request {
+    /// Renders and checks the request fields, reporting every problem.
+    pub(crate) fn validate(
+        url: &Spanned<String>,
+        method: Option<&Spanned<String>>,
+        headers: Option<&BTreeMap<String, Spanned<String>>>,
+        body: Option<&Spanned<String>>,
+        cx: &mut Checker<'_>,
+    ) -> Option<Self> {
+        let rendered = cx.text(url);
+        let rendered = match rendered.map(|u| (reqwest::Url::parse(&u), u)) {
+            Some((Ok(_), u)) => Some(u),
+            Some((Err(e), u)) => {
+                cx.problem(url.span(), format!("`{u}` is not a URL: {e}"), "this URL");
+                None
+            }
+            None => None,
+        };
+        let method = match method {
             Some(m) => match reqwest::Method::from_bytes(m.get_ref().to_uppercase().as_bytes()) {
                 Ok(method) => Some(method),
                 Err(_) => {
@@ -121,16 +124,39 @@ impl HttpCheck {
             },
             None => Some(reqwest::Method::GET),
         };
-        let headers: Option<BTreeMap<String, String>> = raw
-            .headers
-            .iter()
+        let headers: Option<BTreeMap<String, String>> = headers
+            .into_iter()
             .flatten()
             .map(|(k, v)| Some((k.clone(), cx.text(v)?)))
             .collect();
-        let body = match &raw.body {
-            Some(b) => Some(cx.text(b)?),
-            None => None,
-        };
+        let body = body.map(|b| cx.text(b));
+        Some(Request {
+            url: rendered?,
+            method: method?,
+            headers: headers?,
+            body: body.map(|b| b.ok_or(())).transpose().ok()?,
+        })
+    }
+}
+
+/// What one sample showed.
+enum Sample {
+    Pass,
+    /// An answer that is wrong, and why.
+    Wrong(String),
+    /// No answer.
+    Silent(String),
+}
+
+impl HttpCheck {
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+        let request = Request::validate(
+            &raw.url,
+            raw.method.as_ref(),
+            raw.headers.as_ref(),
+            raw.body.as_ref(),
+            cx,
+        );
         let assertions: Vec<Option<Assertion>> = raw
             .assertions
             .iter()
@@ -156,10 +182,7 @@ impl HttpCheck {
             }
         };
         Some(HttpCheck {
-            url: url.filter(|u| reqwest::Url::parse(u).is_ok())?,
-            method: method?,
-            headers: headers?,
-            body,
+            request: request?,
             expect_status: match raw.expect_status {
                 Some(Statuses::One(s)) => vec![s],
                 Some(Statuses::Many(list)) => list,
@@ -190,8 +213,8 @@ impl HttpCheck {
         Intent::new(
             format!(
                 "{} {} every {} until {} consecutive pass(es) of: {}; give up at the step's timeout (default {}){limit} ({} if no verdict)",
-                self.method,
-                self.url,
+                self.request.method,
+                self.request.url,
                 humantime::format_duration(self.interval),
                 self.successes,
                 checks.join(", "),
@@ -271,12 +294,12 @@ impl HttpCheck {
 
     async fn sample(&self, client: &reqwest::Client, remaining: Duration) -> Sample {
         let mut request = client
-            .request(self.method.clone(), &self.url)
+            .request(self.request.method.clone(), &self.request.url)
             .timeout(remaining.max(Duration::from_millis(1)));
-        for (k, v) in &self.headers {
+        for (k, v) in &self.request.headers {
             request = request.header(k, v);
         }
-        if let Some(body) = &self.body {
+        if let Some(body) = &self.request.body {
             request = request.body(body.clone());
         }
         let response = match request.send().await {

@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 use sha2::{Digest, Sha256};
 
 use super::model::{Named, Project, Service};
-use crate::docker::{describe, is_not_found, tail_logs};
+use crate::docker::{describe, is_not_found, short, tail_logs};
 use crate::steps::StepCx;
 
 pub(crate) const PROJECT: &str = "com.docker.compose.project";
@@ -306,25 +306,26 @@ pub(crate) async fn create(
             .await
             .map_err(|e| format!("cannot connect to network `{name}`: {}", describe(&e)))?;
     }
-    docker
-        .start_container(
-            &created.id,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot start container `{}`: {}",
-                service.container_name,
-                describe(&e)
-            )
-        })?;
+    start(
+        docker,
+        &created.id,
+        &format!("`{}`", service.container_name),
+    )
+    .await?;
     Ok(created.id)
+}
+
+/// Starts a container; `shown` names it in the error.
+pub(crate) async fn start(docker: &Docker, id: &str, shown: &str) -> Result<(), String> {
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+        .map_err(|e| format!("cannot start container {shown}: {}", describe(&e)))
 }
 
 /// The name a replaced container is kept under until its rollback is no longer needed.
 pub(crate) fn kept_name(name: &str, id: &str) -> String {
-    format!("{name}-replaced-{}", &id[..id.len().min(12)])
+    format!("{name}-replaced-{}", short(id))
 }
 
 /// Stops a container and renames it out of the way, keeping it for rollback.
@@ -379,10 +380,6 @@ pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), String> {
             describe(&e)
         )),
     }
-}
-
-pub(crate) fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }
 
 /// Waits until the container is healthy (or running, without a healthcheck); fails at once if

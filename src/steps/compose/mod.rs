@@ -10,7 +10,6 @@ mod model;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -288,7 +287,7 @@ impl Compose {
                     let id = c.id.unwrap_or_default();
                     cx.say(format!(
                         "{name}: stopping {} to replace it",
-                        engine::short(&id)
+                        docker::short(&id)
                     ));
                     engine::keep(
                         &docker,
@@ -374,7 +373,7 @@ impl Containers {
                 format!(
                     "the previous container of `{}` ({}) no longer exists; it cannot be put back",
                     before.service,
-                    engine::short(&previous.id)
+                    docker::short(&previous.id)
                 )
             })?;
             if kept.name.as_deref().map(|n| n.trim_start_matches('/'))
@@ -389,7 +388,7 @@ impl Containers {
                     .map_err(|e| {
                         format!(
                             "cannot rename {} back to `{}`: {}",
-                            engine::short(&previous.id),
+                            docker::short(&previous.id),
                             before.container,
                             describe(&e)
                         )
@@ -397,7 +396,7 @@ impl Containers {
             }
             let running = kept.state.and_then(|s| s.running).unwrap_or(false);
             if previous.running && !running {
-                start(&docker, &previous.id).await?;
+                engine::start(&docker, &previous.id, docker::short(&previous.id)).await?;
                 restarted.push(before.service.clone());
             }
         }
@@ -418,17 +417,4 @@ impl Containers {
             }
         ))
     }
-}
-
-async fn start(docker: &Docker, id: &str) -> Result<(), String> {
-    docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot start container {}: {}",
-                engine::short(id),
-                describe(&e)
-            )
-        })
 }

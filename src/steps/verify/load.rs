@@ -17,12 +17,13 @@ use toml::Spanned;
 
 use super::{Check, Verdict};
 use crate::playbook::Checker;
+use crate::steps::http_check::Request;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Raw {
     url: Spanned<String>,
-    method: Option<String>,
+    method: Option<Spanned<String>>,
     headers: Option<BTreeMap<String, Spanned<String>>>,
     body: Option<Spanned<String>>,
     concurrency: Option<u32>,
@@ -36,10 +37,7 @@ pub(crate) struct Raw {
 
 #[derive(Debug)]
 pub(crate) struct Load {
-    url: String,
-    method: reqwest::Method,
-    headers: BTreeMap<String, String>,
-    body: Option<String>,
+    request: Request,
     concurrency: u32,
     duration: Duration,
     requests: Option<u64>,
@@ -58,7 +56,7 @@ struct Target {
 
 impl Target {
     fn new(load: &Load) -> Result<Self, String> {
-        let url = reqwest::Url::parse(&load.url).map_err(|e| e.to_string())?;
+        let url = reqwest::Url::parse(&load.request.url).map_err(|e| e.to_string())?;
         if url.scheme() != "http" {
             return Err(format!(
                 "the load probe speaks plain HTTP, not `{}`: probe the service where it listens without TLS",
@@ -69,10 +67,10 @@ impl Target {
         let port = url.port_or_known_default().unwrap_or(80);
         let path = &url[url::Position::BeforePath..];
         let mut builder = http::Request::builder()
-            .method(load.method.clone())
+            .method(load.request.method.clone())
             .uri(path)
             .header(http::header::HOST, format!("{host}:{port}"));
-        for (k, v) in &load.headers {
+        for (k, v) in &load.request.headers {
             builder = builder.header(k, v);
         }
         let (request, ()) = builder
@@ -82,7 +80,7 @@ impl Target {
         Ok(Target {
             address: format!("{host}:{port}"),
             request,
-            body: Bytes::from(load.body.clone().unwrap_or_default()),
+            body: Bytes::from(load.request.body.clone().unwrap_or_default()),
         })
     }
 
@@ -146,51 +144,19 @@ pub(crate) struct Measured {
 
 impl Load {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
-        let url = cx.text(&raw.url)?;
-        if let Err(e) = reqwest::Url::parse(&url) {
-            cx.problem(
-                raw.url.span(),
-                format!("`{url}` is not a URL: {e}"),
-                "this URL",
-            );
-            return None;
-        }
-        let method = match reqwest::Method::from_bytes(
-            raw.method
-                .as_deref()
-                .unwrap_or("GET")
-                .to_uppercase()
-                .as_bytes(),
-        ) {
-            Ok(m) => m,
-            Err(_) => {
-                cx.problem(
-                    raw.url.span(),
-                    "the load probe's `method` is not an HTTP method",
-                    "this probe",
-                );
-                return None;
-            }
-        };
-        let headers: Option<BTreeMap<String, String>> = raw
-            .headers
-            .iter()
-            .flatten()
-            .map(|(k, v)| Some((k.clone(), cx.text(v)?)))
-            .collect();
-        let body = match &raw.body {
-            Some(b) => Some(cx.text(b)?),
-            None => None,
-        };
+        let request = Request::validate(
+            &raw.url,
+            raw.method.as_ref(),
+            raw.headers.as_ref(),
+            raw.body.as_ref(),
+            cx,
+        );
         let duration = match &raw.duration {
             Some(d) => cx.duration(d)?,
             None => Duration::from_secs(10),
         };
         Some(Load {
-            url,
-            method,
-            headers: headers?,
-            body,
+            request: request?,
             concurrency: raw.concurrency.unwrap_or(10).max(1),
             duration,
             requests: raw.requests,
@@ -206,7 +172,7 @@ impl Load {
         };
         format!(
             "load probe: {} {} with {} connections for {amount}",
-            self.method, self.url, self.concurrency
+            self.request.method, self.request.url, self.concurrency
         )
     }
 
