@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The migration benchmark, all in one run against the test services (scripts/services.sh):
+# The migration benchmark, all in one run:
 #   (a) runner's migrate step end to end (release build), with its peak memory;
 #   (b) a naive baseline: one HGETALL/GET and one autocommitted INSERT per record, as the
 #       runbook's per-entity scripts would do (measured on a slice, reported as records/s);
 #   (c) the ceiling: psql \copy of the very rows (a) produced, from prepared files.
+# Redis is the test service (scripts/services.sh). PostgreSQL is a cluster of its own,
+# configured as the playbooks deploy it: templates/postgresql.conf.hbs rendered with the
+# runbook's tuning, and the stock durability (fsync and synchronous_commit on), where the
+# test service runs with fsync off for speed.
 #   benches/migrate.sh [api_keys]        (default 1,000,000: 1 M key hashes + 2 M usage keys)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +18,32 @@ cargo build --release --quiet --bin runner
 runner=$PWD/target/release/runner
 db=12
 redis_url="$RUNNER_TEST_REDIS_URL/$db"
-base=${RUNNER_TEST_PG_URL%/*}
 work=$(mktemp -d /tmp/runner-migrate-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+pgbin=$(dirname "$(readlink -f "$(command -v pg_ctl)")")
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+trap 'as_postgres "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+[ "$(id -u)" = 0 ] && chmod 755 "$work" && chown postgres "$work"
+
+# PostgreSQL as deployed: the shipped template, rendered by runner with the hybrid phase's
+# tuning (its pg_* vars).
+{
+    printf '[playbook]\nname = "bench-postgres"\nphase = "hybrid"\n[vars]\n'
+    grep '^pg_' playbooks/hybrid.toml
+    printf '[[steps]]\nid = "conf"\nkind = "template"\n'
+    printf 'template = "%s/templates/postgresql.conf.hbs"\ndest = "%s/postgresql.conf"\n' "$PWD" "$work"
+} >"$work/conf.toml"
+(cd "$work" && "$runner" apply --yes --state-dir "$work/state-conf" conf.toml >/dev/null)
+as_postgres "$pgbin/initdb" -D "$work/pg" --username=postgres --auth=trust >/dev/null
+cat >>"$work/pg/postgresql.conf" <<CONF
+include '$work/postgresql.conf'
+listen_addresses = '127.0.0.1'
+port = 15499
+unix_socket_directories = '$work'
+CONF
+as_postgres "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w start >/dev/null
+base=postgres://postgres@127.0.0.1:15499
+psql "$base/postgres" -XAtc "SELECT 'PostgreSQL: shared_buffers ' || current_setting('shared_buffers') || ', fsync ' || current_setting('fsync') || ', synchronous_commit ' || current_setting('synchronous_commit')"
+
 export REDISCLI_AUTH=${RUNNER_TEST_REDIS_URL#redis://:}; REDISCLI_AUTH=${REDISCLI_AUTH%@*}
 # The generator is deterministic: a dataset of the same size is reused (the marker key
 # matches a skip rule of the mapping).
@@ -29,7 +56,7 @@ fi
 total=$(redis-cli -p 16379 -n $db DBSIZE)
 
 fresh() { # fresh <db>: a new database with the shipped schema
-    psql "$RUNNER_TEST_PG_URL" -qXc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null 2>&1
+    psql "$base/postgres" -qXc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null 2>&1
     cat >"$work/schema.toml" <<TOML
 [playbook]
 name = "schema"

@@ -13,6 +13,9 @@ use super::source::{self, Got};
 use crate::db::{postgres, redis};
 use crate::playbook::Checker;
 
+/// How many times a key that differs is read again before it counts as a mismatch.
+const RECHECKS: usize = 3;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Raw {
@@ -136,45 +139,67 @@ impl MigrationCheck {
             }
             _ => in_redis.iter().collect(),
         };
+        let mut differ = Vec::new();
         for page in chosen.chunks(1000) {
-            let reads: Vec<(&str, source::Read)> = page
-                .iter()
-                .map(|(k, i)| (k.as_str(), self.mapping.entities[*i].kind))
-                .collect();
-            let got = source::read(&mut conn, &reads).await.map_err(redis_err)?;
-            let mut by_table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-            for (k, i) in page.iter() {
-                by_table
-                    .entry(self.mapping.entities[*i].table.as_str())
-                    .or_default()
-                    .push(k.as_str());
-            }
-            let mut stored = std::collections::HashMap::new();
-            for (table, keys) in by_table {
-                stored.extend(super::load::sources(&client, table, &keys).await?);
-            }
-            for ((key, _), got) in page.iter().zip(got) {
-                match (got, stored.get(key)) {
-                    (Got::Value(value), Some(source)) if &value == source => {}
-                    (Got::Value(_), Some(_)) => {
-                        mismatches.push(format!("`{key}`: the row's source differs from Redis"))
-                    }
-                    (Got::Value(_), None) => {
-                        mismatches.push(format!("`{key}`: no row in PostgreSQL"))
-                    }
-                    (Got::Missing, _) => {}
-                    (Got::WrongType(t), _) => {
-                        mismatches.push(format!("`{key}`: is a {t} in Redis"))
-                    }
-                    (Got::Malformed(why), _) => mismatches.push(format!("`{key}`: {why}")),
-                }
-            }
+            differ.extend(self.compare(&mut conn, &client, page).await?);
         }
+        // While the app dual-writes, a key can change between its read and its row's: a key
+        // that differs is read again, and only a difference that stays is a mismatch.
+        for _ in 0..RECHECKS {
+            if differ.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let keys: Vec<&(String, usize)> = differ.iter().map(|(k, _)| *k).collect();
+            differ = self.compare(&mut conn, &client, &keys).await?;
+        }
+        mismatches.extend(differ.into_iter().map(|(_, why)| why));
         Ok(Found {
             counts,
             compared: chosen.len(),
             mismatches,
         })
+    }
+
+    /// Compares these keys' values with their rows; returns the keys that differ, and how.
+    async fn compare<'k>(
+        &self,
+        conn: &mut ::redis::aio::MultiplexedConnection,
+        client: &tokio_postgres::Client,
+        page: &[&'k (String, usize)],
+    ) -> Result<Vec<(&'k (String, usize), String)>, String> {
+        let reads: Vec<(&str, source::Read)> = page
+            .iter()
+            .map(|(k, i)| (k.as_str(), self.mapping.entities[*i].kind))
+            .collect();
+        let got = source::read(conn, &reads)
+            .await
+            .map_err(|e| format!("Redis at {}: {e}", self.redis.display))?;
+        let mut by_table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (k, i) in page.iter() {
+            by_table
+                .entry(self.mapping.entities[*i].table.as_str())
+                .or_default()
+                .push(k.as_str());
+        }
+        let mut stored = std::collections::HashMap::new();
+        for (table, keys) in by_table {
+            stored.extend(super::load::sources(client, table, &keys).await?);
+        }
+        let mut differ = Vec::new();
+        for (entry, got) in page.iter().zip(got) {
+            let key = &entry.0;
+            let why = match (got, stored.get(key)) {
+                (Got::Value(value), Some(source)) if &value == source => continue,
+                (Got::Missing, _) => continue,
+                (Got::Value(_), Some(_)) => format!("`{key}`: the row's source differs from Redis"),
+                (Got::Value(_), None) => format!("`{key}`: no row in PostgreSQL"),
+                (Got::WrongType(t), _) => format!("`{key}`: is a {t} in Redis"),
+                (Got::Malformed(why), _) => format!("`{key}`: {why}"),
+            };
+            differ.push((*entry, why));
+        }
+        Ok(differ)
     }
 }
 

@@ -2,7 +2,9 @@
 //! into a staging table, saves the rows it is about to overwrite (for rollback), merges with
 //! `INSERT ... ON CONFLICT (source_key) DO UPDATE ... WHERE the source changed` (so SCAN's
 //! duplicates and re-runs change nothing), records rejects and moves the run's checkpoint:
-//! data and checkpoint commit together.
+//! data and checkpoint commit together. A row the app wrote itself during dual writes
+//! (`migrated_run = 'app'`, written through with the whole current value) is newer than
+//! anything the migration read, so the merge never overwrites it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +15,9 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::db::postgres::{Target, describe};
+
+/// The `migrated_run` of a row the app wrote through during dual writes.
+const APP_ROW: &str = "app";
 
 /// Where a run is: the SCAN cursor to go on from, and what it counted so far.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -32,6 +37,24 @@ pub(crate) struct Counts {
     pub(crate) unmapped: u64,
     pub(crate) skipped: BTreeMap<String, u64>,
     pub(crate) entities: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// Adds what one page counted.
+    pub(crate) fn add(&mut self, page: &Counts) {
+        self.scanned += page.scanned;
+        self.written += page.written;
+        self.unchanged += page.unchanged;
+        self.rejected += page.rejected;
+        self.missing += page.missing;
+        self.unmapped += page.unmapped;
+        for (reason, n) in &page.skipped {
+            *self.skipped.entry(reason.clone()).or_default() += n;
+        }
+        for (entity, n) in &page.entities {
+            *self.entities.entry(entity.clone()).or_default() += n;
+        }
+    }
 }
 
 /// A row for a table: its columns' text (None: NULL), its key and the whole Redis value.
@@ -82,7 +105,8 @@ pub(crate) fn quote(table: &str) -> String {
 }
 
 /// Why a batch was not written; `data` when PostgreSQL refused a value (SQLSTATE classes 22
-/// and 23), so that row-by-row writing can find and reject the record.
+/// and 23) or a row stayed locked by another page past `lock_timeout` (55P03), so that
+/// row-by-row writing can find and reject the record.
 #[derive(Debug)]
 pub(crate) struct WriteError {
     pub(crate) message: String,
@@ -91,9 +115,9 @@ pub(crate) struct WriteError {
 
 fn write_err(what: &str) -> impl Fn(tokio_postgres::Error) -> WriteError + '_ {
     move |e| WriteError {
-        data: e
-            .code()
-            .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")),
+        data: e.code().is_some_and(|c| {
+            c.code().starts_with("22") || c.code().starts_with("23") || c.code() == "55P03"
+        }),
         message: format!("{what}: {}", describe(&e)),
     }
 }
@@ -110,6 +134,11 @@ impl Loader {
         mode: &str,
     ) -> Result<(Loader, Option<Checkpoint>), String> {
         let client = target.connect(std::time::Duration::from_secs(30)).await?;
+        // Pages are written side by side: a row another page holds is never waited on for long.
+        client
+            .batch_execute("SET lock_timeout = '30s'")
+            .await
+            .map_err(sql_err("cannot set the lock timeout"))?;
         client
             .execute(
                 "INSERT INTO claude_data.migration_runs (run_id, mode) VALUES ($1, $2) ON CONFLICT (run_id) DO NOTHING",
@@ -149,14 +178,15 @@ impl Loader {
         sources(&self.client, table, keys).await
     }
 
-    /// Writes one batch and (if given) the checkpoint after it, in one transaction; returns
-    /// the rows inserted or changed.
+    /// Writes one batch and, in the same transaction, the checkpoint that `checkpoint` gives
+    /// once told the rows written (it may wait for the pages before this one to commit);
+    /// returns the rows inserted or changed, and the checkpoint stored.
     pub(crate) async fn write(
         &mut self,
         batches: &BTreeMap<usize, Batch>,
         rejects: &[Reject],
-        checkpoint: Option<&Checkpoint>,
-    ) -> Result<u64, WriteError> {
+        checkpoint: impl AsyncFnOnce(u64) -> Result<Option<Checkpoint>, WriteError>,
+    ) -> Result<(u64, Option<Checkpoint>), WriteError> {
         for table in batches.values().map(|b| &b.table) {
             if !self.staged.contains(table) {
                 let sql = format!(
@@ -233,6 +263,7 @@ impl Loader {
                         "INSERT INTO claude_data.migration_undo (run_id, table_name, source_key, previous)
                          SELECT $1, $2, t.source_key, to_jsonb(t) FROM {t} t JOIN {stage} s ON s.source_key = t.source_key
                          WHERE t.source IS DISTINCT FROM s.source AND t.migrated_run IS DISTINCT FROM $1
+                           AND t.migrated_run IS DISTINCT FROM '{APP_ROW}'
                          ON CONFLICT DO NOTHING"
                     ),
                     &[&self.run, table],
@@ -249,7 +280,7 @@ impl Loader {
                     &format!(
                         "INSERT INTO {t} AS t ({list}) SELECT {list} FROM {stage}
                          ON CONFLICT (source_key) DO UPDATE SET {}
-                         WHERE t.source IS DISTINCT FROM EXCLUDED.source",
+                         WHERE t.source IS DISTINCT FROM EXCLUDED.source AND t.migrated_run IS DISTINCT FROM '{APP_ROW}'",
                         updates.join(", ")
                     ),
                     &[],
@@ -275,7 +306,8 @@ impl Loader {
                 .await
                 .map_err(write_err("cannot record the rejected keys"))?;
         }
-        if let Some(checkpoint) = checkpoint {
+        let checkpoint = checkpoint(written).await?;
+        if let Some(checkpoint) = &checkpoint {
             let value = serde_json::to_value(checkpoint).expect("a checkpoint serializes");
             transaction
                 .execute(
@@ -289,7 +321,7 @@ impl Loader {
             .commit()
             .await
             .map_err(write_err("cannot commit the batch"))?;
-        Ok(written)
+        Ok((written, checkpoint))
     }
 
     pub(crate) async fn finish(&self, status: &str) -> Result<(), String> {
@@ -325,20 +357,66 @@ pub(crate) async fn sources(
 
 /// The rows of a batch in COPY's text format, with their key, source and run.
 fn copy_text(batch: &Batch, run: &str) -> Bytes {
-    let mut text = String::with_capacity(batch.rows.len() * 256);
+    let mut text = CopyField(Vec::with_capacity(batch.rows.len() * 256));
     for row in &batch.rows {
         for cell in &row.cells {
-            push_cell(&mut text, cell.as_deref());
-            text.push('\t');
+            text.cell(cell.as_deref());
+            text.0.push(b'\t');
         }
-        push_cell(&mut text, Some(&row.source_key));
-        text.push('\t');
-        push_cell(&mut text, Some(&row.source.to_string()));
-        text.push('\t');
-        push_cell(&mut text, Some(run));
-        text.push('\n');
+        text.cell(Some(&row.source_key));
+        text.0.push(b'\t');
+        serde_json::to_writer(&mut text, &row.source).expect("a JSON value serializes");
+        text.0.push(b'\t');
+        text.cell(Some(run));
+        text.0.push(b'\n');
     }
-    Bytes::from(text)
+    Bytes::from(text.0)
+}
+
+/// COPY's text format being written. JSON goes in through `Write`: it escapes tabs and line
+/// ends itself, so only its backslashes need doubling.
+struct CopyField(Vec<u8>);
+
+impl CopyField {
+    /// A text field (None: NULL): the text between special characters goes in whole.
+    fn cell(&mut self, cell: Option<&str>) {
+        let Some(text) = cell else {
+            self.0.extend_from_slice(b"\\N");
+            return;
+        };
+        let mut rest = text.as_bytes();
+        while let Some(at) = rest
+            .iter()
+            .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+        {
+            self.0.extend_from_slice(&rest[..at]);
+            self.0.extend_from_slice(match rest[at] {
+                b'\\' => b"\\\\",
+                b'\t' => b"\\t",
+                b'\n' => b"\\n",
+                _ => b"\\r",
+            });
+            rest = &rest[at + 1..];
+        }
+        self.0.extend_from_slice(rest);
+    }
+}
+
+impl std::io::Write for CopyField {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|b| *b == b'\\') {
+            self.0.extend_from_slice(&rest[..=at]);
+            self.0.push(b'\\');
+            rest = &rest[at + 1..];
+        }
+        self.0.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// COPYs `text` into `table` (`list`: its columns); returns the rows copied.
@@ -354,23 +432,6 @@ async fn copy(
     let mut sink = std::pin::pin!(sink);
     sink.send(text).await?;
     sink.as_mut().finish().await
-}
-
-/// A COPY text-format field.
-fn push_cell(out: &mut String, cell: Option<&str>) {
-    let Some(text) = cell else {
-        out.push_str("\\N");
-        return;
-    };
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
 }
 
 /// Puts PostgreSQL back as it was before run `run`: its rows go, the rows it overwrote return.
@@ -413,4 +474,27 @@ pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Resul
         .await
         .map_err(sql_err("cannot commit the rollback"))?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_cells_and_json_once() {
+        let batch = Batch {
+            table: "t".into(),
+            columns: vec!["a".into(), "b".into()],
+            rows: vec![Row {
+                source_key: "k\\1".into(),
+                cells: vec![Some("tab\there\nline\r\\".into()), None],
+                source: serde_json::json!({"v": "back\\slash\ttab"}),
+            }],
+        };
+        let text = copy_text(&batch, "run-1");
+        assert_eq!(
+            std::str::from_utf8(&text).unwrap(),
+            "tab\\there\\nline\\r\\\\\t\\N\tk\\\\1\t{\"v\":\"back\\\\\\\\slash\\\\ttab\"}\trun-1\n"
+        );
+    }
 }

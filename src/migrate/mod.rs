@@ -9,7 +9,7 @@ mod load;
 mod mapping;
 mod source;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +19,12 @@ use crate::db::{postgres, redis};
 use crate::playbook::Checker;
 use crate::steps::{Intent, StepCx, StepError, Undo};
 use ::redis::aio::MultiplexedConnection;
-use load::{Batch, Checkpoint, Loader, Reject, Row};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use load::{Batch, Checkpoint, Counts, Loader, Reject, Row, WriteError};
 use mapping::{Class, Mapping};
 use source::Got;
+use tokio::sync::oneshot;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +36,9 @@ pub(crate) struct Raw {
     max_rejects: Option<u64>,
     mode: Option<Spanned<String>>,
 }
+
+/// Pages written at once, each on its own PostgreSQL connection.
+const WRITERS: usize = 2;
 
 #[derive(Debug)]
 pub(crate) struct Migrate {
@@ -121,10 +127,14 @@ impl Migrate {
         } else {
             "full"
         };
-        let (mut loader, resumed) = Loader::start(&self.postgres, cx.run_id, mode).await?;
-        let mut conn = self.redis.connect(Duration::from_secs(30)).await?;
+        let (first, resumed) = Loader::start(&self.postgres, cx.run_id, mode).await?;
+        let mut idle = vec![first];
+        for _ in 1..WRITERS {
+            idle.push(Loader::start(&self.postgres, cx.run_id, mode).await?.0);
+        }
+        let conn = self.redis.connect(Duration::from_secs(30)).await?;
         let total: u64 = ::redis::cmd("DBSIZE")
-            .query_async(&mut conn)
+            .query_async(&mut conn.clone())
             .await
             .map_err(|e| self.redis_err(e))?;
         let mut at = resumed.clone().unwrap_or_default();
@@ -137,40 +147,67 @@ impl Migrate {
         let started = Instant::now();
         let scanned_before = at.counts.scanned;
         let mut unmapped_examples: Vec<String> = Vec::new();
-        // Page N is written while page N+1 is read.
-        let mut page = if at.done {
-            None
-        } else {
-            Some(self.read_page(&mut conn, at.cursor).await?)
-        };
-        while let Some(current) = page.take() {
-            let next = (current.next != 0).then_some(current.next);
-            for key in &current.unmapped {
-                if unmapped_examples.len() < 5 {
-                    unmapped_examples.push(key.clone());
+        let mut last_reject = None;
+        // Pages are read one after the other and written side by side, each on its own
+        // connection, while the next is read. Each page's transaction moves the checkpoint
+        // after the page before it has committed, so the checkpoint never runs ahead of the
+        // data. A page sharing a key with a page in flight waits for it.
+        let (sender, mut previous) = oneshot::channel();
+        sender.send(at.clone()).ok();
+        let mut writing = FuturesOrdered::new();
+        let mut in_flight: VecDeque<HashSet<String>> = VecDeque::new();
+        let mut ready: Option<Page> = None;
+        let mut reading = (!at.done).then(|| Box::pin(self.read_page(conn.clone(), at.cursor)));
+        loop {
+            if let Some(page) = ready.take() {
+                let keys = page.keys();
+                if idle.is_empty() || in_flight.iter().any(|k| !k.is_disjoint(&keys)) {
+                    ready = Some(page);
+                } else {
+                    if page.next != 0 {
+                        reading = Some(Box::pin(self.read_page(conn.clone(), page.next)));
+                    }
+                    let (sender, receiver) = oneshot::channel();
+                    let before = std::mem::replace(&mut previous, receiver);
+                    let loader = idle.pop().expect("checked above");
+                    in_flight.push_back(keys);
+                    writing.push_back(self.write_page(loader, page, before, sender));
                 }
             }
-            let (written, read) =
-                tokio::join!(self.write_page(&mut loader, current, &mut at, cx), async {
-                    match next {
-                        Some(cursor) => Some(self.read_page(&mut conn, cursor).await),
-                        None => None,
+            if ready.is_none() && reading.is_none() && writing.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some((loader, written)) = writing.next(), if !writing.is_empty() => {
+                    idle.push(loader);
+                    in_flight.pop_front();
+                    let (checkpoint, reject) = written?;
+                    at = checkpoint;
+                    last_reject = reject.or(last_reject);
+                    self.progress(cx, &at, total, scanned_before, started);
+                    if at.counts.rejected > self.max_rejects {
+                        let (key, reason) = last_reject.unwrap_or_default();
+                        idle[0].finish("failed").await?;
+                        return Err(format!(
+                            "{} key(s) rejected, more than max_rejects = {}; claude_data.migration_rejects lists them with the reason (the last: `{key}`: {reason})",
+                            at.counts.rejected, self.max_rejects
+                        )
+                        .into());
                     }
-                });
-            written?;
-            page = read.transpose()?;
-            let rate = (at.counts.scanned - scanned_before) as f64
-                / started.elapsed().as_secs_f64().max(0.001);
-            let left = total.saturating_sub(at.counts.scanned) as f64 / rate.max(1.0);
-            cx.say(format!(
-                "{}/{} keys, {:.0} keys/s, ETA {}",
-                at.counts.scanned,
-                total,
-                rate,
-                humantime::format_duration(Duration::from_secs(left as u64))
-            ));
+                }
+                page = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                    reading = None;
+                    let page = page?;
+                    for key in &page.unmapped {
+                        if unmapped_examples.len() < 5 {
+                            unmapped_examples.push(key.clone());
+                        }
+                    }
+                    ready = Some(page);
+                }
+            }
         }
-        loader.finish("completed").await?;
+        idle[0].finish("completed").await?;
         if at.counts.unmapped > 0 {
             cx.warn(format!(
                 "{} key(s) match no entity and no skip rule, so they were not migrated (for example {})",
@@ -192,6 +229,35 @@ impl Migrate {
         ))
     }
 
+    /// Journals a committed checkpoint and shows the rate.
+    fn progress(
+        &self,
+        cx: &StepCx<'_>,
+        at: &Checkpoint,
+        total: u64,
+        scanned_before: u64,
+        started: Instant,
+    ) {
+        cx.record(format!(
+            "checkpoint cursor {} scanned {} written {} unchanged {} rejected {}",
+            at.cursor,
+            at.counts.scanned,
+            at.counts.written,
+            at.counts.unchanged,
+            at.counts.rejected
+        ));
+        let rate = (at.counts.scanned - scanned_before) as f64
+            / started.elapsed().as_secs_f64().max(0.001);
+        let left = total.saturating_sub(at.counts.scanned) as f64 / rate.max(1.0);
+        cx.say(format!(
+            "{}/{} keys, {:.0} keys/s, ETA {}",
+            at.counts.scanned,
+            total,
+            rate,
+            humantime::format_duration(Duration::from_secs(left as u64))
+        ));
+    }
+
     fn redis_err(&self, e: ::redis::RedisError) -> String {
         format!("Redis at {}: {e}", self.redis.display)
     }
@@ -199,22 +265,27 @@ impl Migrate {
     /// One SCAN page, read and converted.
     async fn read_page(
         &self,
-        conn: &mut MultiplexedConnection,
+        mut conn: MultiplexedConnection,
         cursor: u64,
     ) -> Result<Page, String> {
-        let (next, keys) = source::scan(conn, cursor, self.batch_size)
+        let (next, keys) = source::scan(&mut conn, cursor, self.batch_size)
             .await
             .map_err(|e| self.redis_err(e))?;
         let mut page = Page {
             next,
-            scanned: keys.len() as u64,
+            counts: Counts {
+                scanned: keys.len() as u64,
+                ..Counts::default()
+            },
             ..Page::default()
         };
         let mut wanted: Vec<(&str, usize)> = Vec::new();
         let mut seen = HashSet::new();
         for key in &keys {
             match self.mapping.classify(key) {
-                Class::Skip(reason) => *page.skipped.entry(reason.to_string()).or_default() += 1,
+                Class::Skip(reason) => {
+                    *page.counts.skipped.entry(reason.to_string()).or_default() += 1
+                }
                 Class::Unmapped => page.unmapped.push(key.clone()),
                 Class::Entity(i) => {
                     if seen.insert(key.as_str()) {
@@ -227,7 +298,7 @@ impl Migrate {
             .iter()
             .map(|(k, i)| (*k, self.mapping.entities[*i].kind))
             .collect();
-        let got = source::read(conn, &reads)
+        let got = source::read(&mut conn, &reads)
             .await
             .map_err(|e| self.redis_err(e))?;
         for ((key, i), got) in wanted.iter().zip(got) {
@@ -238,7 +309,7 @@ impl Migrate {
                 reason,
             };
             match got {
-                Got::Missing => page.missing += 1,
+                Got::Missing => page.counts.missing += 1,
                 Got::WrongType(actual) => page.rejects.push(reject(format!(
                     "is a {actual}, the mapping says {:?}",
                     entity.kind
@@ -246,7 +317,7 @@ impl Migrate {
                 Got::Malformed(why) => page.rejects.push(reject(why)),
                 Got::Value(value) => match self.mapping.row(entity, key, &value) {
                     Ok(cells) => {
-                        *page.entities.entry(entity.name.clone()).or_default() += 1;
+                        *page.counts.entities.entry(entity.name.clone()).or_default() += 1;
                         page.batches
                             .entry(*i)
                             .or_insert_with(|| Batch {
@@ -268,33 +339,40 @@ impl Migrate {
         Ok(page)
     }
 
-    /// Writes a page and the checkpoint after it; fails past `max_rejects`.
+    /// Writes a page on `loader` and, once the page before it has committed (`before` gives
+    /// its checkpoint), the checkpoint after it, which goes on to the next page (`after`).
+    /// Returns the loader, with the checkpoint and the page's last reject.
     async fn write_page(
+        &self,
+        mut loader: Loader,
+        page: Page,
+        before: oneshot::Receiver<Checkpoint>,
+        after: oneshot::Sender<Checkpoint>,
+    ) -> (
+        Loader,
+        Result<(Checkpoint, Option<(String, String)>), StepError>,
+    ) {
+        let written = self.write_in_order(&mut loader, page, before).await;
+        if let Ok((checkpoint, _)) = &written {
+            after.send(checkpoint.clone()).ok();
+        }
+        (loader, written)
+    }
+
+    async fn write_in_order(
         &self,
         loader: &mut Loader,
         page: Page,
-        at: &mut Checkpoint,
-        cx: &StepCx<'_>,
-    ) -> Result<(), StepError> {
+        before: oneshot::Receiver<Checkpoint>,
+    ) -> Result<(Checkpoint, Option<(String, String)>), StepError> {
         let Page {
             next,
-            scanned,
+            mut counts,
             mut batches,
             mut rejects,
-            skipped,
             unmapped,
-            missing,
-            entities,
         } = page;
-        at.counts.scanned += scanned;
-        at.counts.missing += missing;
-        at.counts.unmapped += unmapped.len() as u64;
-        for (reason, n) in skipped {
-            *at.counts.skipped.entry(reason).or_default() += n;
-        }
-        for (entity, n) in entities {
-            *at.counts.entities.entry(entity).or_default() += n;
-        }
+        counts.unmapped = unmapped.len() as u64;
         if self.incremental {
             for batch in batches.values_mut() {
                 let keys: Vec<&str> = batch.rows.iter().map(|r| r.source_key.as_str()).collect();
@@ -303,15 +381,37 @@ impl Migrate {
                 batch
                     .rows
                     .retain(|r| current.get(&r.source_key) != Some(&r.source));
-                at.counts.unchanged += (before - batch.rows.len()) as u64;
+                counts.unchanged += (before - batch.rows.len()) as u64;
             }
         }
         let staged: u64 = batches.values().map(|b| b.rows.len() as u64).sum();
-        at.counts.rejected += rejects.len() as u64;
-        at.cursor = next;
-        at.done = next == 0;
-        let written = match loader.write(&batches, &rejects, Some(at)).await {
-            Ok(n) => n,
+        let mut before = Some(before);
+        // The checkpoint after this page: the one before it, plus what this page counted.
+        let mut checkpoint = async |counts: &Counts, written: u64| {
+            let earlier = before.take().ok_or_else(|| WriteError {
+                message: "the checkpoint before this page was already used".into(),
+                data: false,
+            })?;
+            let mut at = earlier.await.map_err(|_| WriteError {
+                message: "an earlier page was not written".into(),
+                data: false,
+            })?;
+            at.counts.add(&Counts {
+                written,
+                unchanged: counts.unchanged + staged - written,
+                rejected: counts.rejected,
+                ..counts.clone()
+            });
+            at.cursor = next;
+            at.done = next == 0;
+            Ok(Some(at))
+        };
+        counts.rejected = rejects.len() as u64;
+        let stored = match loader
+            .write(&batches, &rejects, async |w| checkpoint(&counts, w).await)
+            .await
+        {
+            Ok((_, stored)) => stored,
             Err(e) if e.data => {
                 // A value PostgreSQL refuses: write row by row to reject only that record.
                 let mut written = 0;
@@ -326,50 +426,30 @@ impl Migrate {
                                 ..batch.clone_empty()
                             },
                         )]);
-                        match loader.write(&single, &[], None).await {
-                            Ok(n) => written += n,
-                            Err(e) if e.data => {
-                                at.counts.rejected += 1;
-                                rejects.push(Reject {
-                                    source_key: key,
-                                    entity: self.mapping.entities[i].name.clone(),
-                                    reason: e.message,
-                                });
-                            }
+                        match loader.write(&single, &[], async |_| Ok(None)).await {
+                            Ok((n, _)) => written += n,
+                            Err(e) if e.data => rejects.push(Reject {
+                                source_key: key,
+                                entity: self.mapping.entities[i].name.clone(),
+                                reason: e.message,
+                            }),
                             Err(e) => return Err(e.message.into()),
                         }
                     }
                 }
+                counts.rejected = rejects.len() as u64;
                 loader
-                    .write(&BTreeMap::new(), &rejects, Some(at))
+                    .write(&BTreeMap::new(), &rejects, async |_| {
+                        checkpoint(&counts, written).await
+                    })
                     .await
-                    .map_err(|e| e.message)?;
-                written
+                    .map_err(|e| e.message)?
+                    .1
             }
             Err(e) => return Err(e.message.into()),
         };
-        at.counts.written += written;
-        at.counts.unchanged += staged - written;
-        cx.record(format!(
-            "checkpoint cursor {} scanned {} written {} unchanged {} rejected {}",
-            at.cursor,
-            at.counts.scanned,
-            at.counts.written,
-            at.counts.unchanged,
-            at.counts.rejected
-        ));
-        if at.counts.rejected > self.max_rejects {
-            loader.finish("failed").await?;
-            return Err(format!(
-                "{} key(s) rejected, more than max_rejects = {}; claude_data.migration_rejects lists them with the reason (the last: `{}`: {})",
-                at.counts.rejected,
-                self.max_rejects,
-                rejects.last().map_or("", |r| r.source_key.as_str()),
-                rejects.last().map_or("", |r| r.reason.as_str())
-            )
-            .into());
-        }
-        Ok(())
+        let stored = stored.expect("the checkpoint is always given");
+        Ok((stored, rejects.pop().map(|r| (r.source_key, r.reason))))
     }
 }
 
@@ -377,13 +457,21 @@ impl Migrate {
 #[derive(Default)]
 struct Page {
     next: u64,
-    scanned: u64,
+    counts: Counts,
     batches: BTreeMap<usize, Batch>,
     rejects: Vec<Reject>,
-    skipped: BTreeMap<String, u64>,
     unmapped: Vec<String>,
-    missing: u64,
-    entities: BTreeMap<String, u64>,
+}
+
+impl Page {
+    /// The keys the page writes or rejects.
+    fn keys(&self) -> HashSet<String> {
+        self.batches
+            .values()
+            .flat_map(|b| b.rows.iter().map(|r| r.source_key.clone()))
+            .chain(self.rejects.iter().map(|r| r.source_key.clone()))
+            .collect()
+    }
 }
 
 impl Written {

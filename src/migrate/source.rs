@@ -125,8 +125,9 @@ async fn read_typed(
     Ok(out)
 }
 
-fn text(v: &redis::Value) -> redis::RedisResult<String> {
-    redis::from_redis_value::<String>(v)
+/// Takes the reply apart without copying its strings.
+fn owned<T: redis::FromRedisValue>(v: redis::Value) -> redis::RedisResult<T> {
+    redis::FromRedisValue::from_owned_redis_value(v)
 }
 
 fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
@@ -135,7 +136,7 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
     }
     Ok(Got::Value(match read {
         Read::Hash => {
-            let pairs: Vec<(String, String)> = redis::from_redis_value(&value)?;
+            let pairs: Vec<(String, String)> = owned(value)?;
             if pairs.is_empty() {
                 return Ok(Got::Missing);
             }
@@ -148,16 +149,16 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
                     .collect::<Map<_, _>>(),
             )
         }
-        Read::String => Value::String(text(&value)?),
+        Read::String => Value::String(owned::<String>(value)?),
         Read::Json => {
-            let t = text(&value)?;
+            let t = owned::<String>(value)?;
             match serde_json::from_str(&t) {
                 Ok(v) => v,
                 Err(e) => return Ok(Got::Malformed(format!("not JSON: {e}"))),
             }
         }
         Read::Set => {
-            let mut members: Vec<String> = redis::from_redis_value(&value)?;
+            let mut members: Vec<String> = owned(value)?;
             if members.is_empty() {
                 return Ok(Got::Missing);
             }
@@ -165,7 +166,7 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
             Value::Array(members.into_iter().map(Value::String).collect())
         }
         Read::Zset => {
-            let pairs: Vec<(String, String)> = redis::from_redis_value(&value)?;
+            let pairs: Vec<(String, String)> = owned(value)?;
             if pairs.is_empty() {
                 return Ok(Got::Missing);
             }
@@ -177,7 +178,7 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
             )
         }
         Read::List => {
-            let items: Vec<String> = redis::from_redis_value(&value)?;
+            let items: Vec<String> = owned(value)?;
             if items.is_empty() {
                 return Ok(Got::Missing);
             }
