@@ -19,8 +19,8 @@ use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
 use crate::steps::{
     Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
-    http_check, monitor, notify, pg_backup, pg_wait, preflight, redis_backup, sql, template,
-    verify,
+    http_check, lb_switch, monitor, notify, pg_backup, pg_wait, preflight, redis_backup, sql,
+    template, verify,
 };
 use crate::template::{Renderer, RunIdentity};
 
@@ -105,12 +105,14 @@ impl Checker<'_> {
         }
     }
 
+    /// A templated duration field, rendered and parsed.
     pub(crate) fn duration(&mut self, field: &Spanned<String>) -> Option<Duration> {
-        humantime::parse_duration(field.get_ref())
+        let text = self.text(field)?;
+        humantime::parse_duration(&text)
             .map_err(|e| {
                 self.problem(
                     field.span(),
-                    format!("`{}` is not a duration: {e}", field.get_ref()),
+                    format!("`{text}` is not a duration: {e}"),
                     "write it like \"500ms\", \"2s\" or \"5m\"",
                 )
             })
@@ -460,6 +462,9 @@ fn step(
         "compose_down" => parsed(kind_fields, cx, &what)
             .and_then(|r| compose::Compose::validate(r, cx, true))
             .map(Action::ComposeDown),
+        "lb_switch" => parsed(kind_fields, cx, &what)
+            .and_then(|r| lb_switch::LbSwitch::validate(r, cx))
+            .map(Action::LbSwitch),
         "docker_prune" => parsed(kind_fields, cx, &what)
             .and_then(|r| docker_prune::DockerPrune::validate(r, cx))
             .map(Action::DockerPrune),

@@ -11,6 +11,7 @@ pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod http_check;
+pub(crate) mod lb_switch;
 pub(crate) mod monitor;
 pub(crate) mod notify;
 pub(crate) mod pg_backup;
@@ -41,6 +42,7 @@ pub(crate) const KINDS: &[&str] = &[
     "docker_build",
     "compose_up",
     "compose_down",
+    "lb_switch",
     "docker_prune",
     "http_check",
     "notify",
@@ -64,6 +66,7 @@ pub(crate) enum Action {
     DockerBuild(docker_build::DockerBuild),
     ComposeUp(compose::Compose),
     ComposeDown(compose::Compose),
+    LbSwitch(lb_switch::LbSwitch),
     DockerPrune(docker_prune::DockerPrune),
     HttpCheck(http_check::HttpCheck),
     Notify(notify::Notify),
@@ -121,6 +124,8 @@ pub(crate) enum Undo {
     Retag(docker_build::Tags),
     /// Put services' previous containers back.
     Containers(compose::Containers),
+    /// Put a load balancer's upstream file back and make it reload.
+    Upstream(lb_switch::Switched),
     /// Remove a migration run's rows and put back what it overwrote.
     Migration(crate::migrate::Written),
 }
@@ -226,6 +231,7 @@ impl Action {
             Action::DockerBuild(_) => "docker_build",
             Action::ComposeUp(_) => "compose_up",
             Action::ComposeDown(_) => "compose_down",
+            Action::LbSwitch(_) => "lb_switch",
             Action::DockerPrune(_) => "docker_prune",
             Action::HttpCheck(_) => "http_check",
             Action::Notify(_) => "notify",
@@ -247,6 +253,7 @@ impl Action {
             Action::Template(s) => vec![s.dest.as_str()],
             Action::Env(s) => vec![s.file.as_str()],
             Action::ComposeUp(s) | Action::ComposeDown(s) => s.observes(),
+            Action::LbSwitch(s) => vec![s.file.as_str()],
             _ => Vec::new(),
         }
     }
@@ -265,6 +272,7 @@ impl Action {
             Action::DockerBuild(s) => s.plan(),
             Action::ComposeUp(s) => s.plan(observed, workdir, false),
             Action::ComposeDown(s) => s.plan(observed, workdir, true),
+            Action::LbSwitch(s) => s.plan(observed),
             Action::DockerPrune(s) => s.plan(),
             Action::HttpCheck(s) => s.plan(),
             Action::Notify(s) => s.plan(),
@@ -299,6 +307,9 @@ impl Action {
                 "remove the containers the step created and put the previous ones back (kept, stopped, until then)",
             ),
             Action::DockerPrune(_) => Does("none needed: only unused, untagged images go"),
+            Action::LbSwitch(_) => {
+                Does("write the previous upstream file back and signal the load balancer again")
+            }
             Action::PgBackup(_) => Does("restore the dump (pg_restore --clean)"),
             Action::RedisBackup(_) => {
                 Does("restore every saved key with its TTL (RESTORE ... REPLACE)")
@@ -314,6 +325,7 @@ impl Action {
             Action::DockerBuild(s) => return s.prepare().await.map(Some),
             Action::Migrate(s) => return Ok(Some(s.prepare(cx))),
             Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
+            Action::LbSwitch(s) => return s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
             _ => return Ok(None),
         }
         let files = self
@@ -343,6 +355,7 @@ impl Action {
             Action::DockerBuild(s) => s.apply(cx).await.map(Done::from),
             Action::ComposeUp(s) => s.up(cx).await.map(Done::from),
             Action::ComposeDown(s) => s.down(cx).await.map(Done::from),
+            Action::LbSwitch(s) => s.apply(cx).await.map(Done::from),
             Action::DockerPrune(s) => s.apply().await.map(Done::from),
             Action::HttpCheck(s) => s.apply(cx).await.map(Done::from),
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
@@ -372,6 +385,7 @@ impl Undo {
             Undo::RedisRestore(snapshot) => snapshot.restore(cx).await,
             Undo::Retag(tags) => tags.restore().await,
             Undo::Containers(containers) => containers.restore(cx).await,
+            Undo::Upstream(switched) => switched.restore().await,
             Undo::Migration(written) => written.restore().await,
         }
     }

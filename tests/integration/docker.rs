@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use crate::support::{Project, SENTINEL, tool_output};
 
 /// A compose project of one test, removed (containers, networks, volumes, tags) when dropped.
-struct Stack {
-    name: String,
+pub(crate) struct Stack {
+    pub(crate) name: String,
 }
 
 impl Stack {
-    fn new(test: &str) -> Self {
+    pub(crate) fn new(test: &str) -> Self {
         Stack {
             name: format!("rt{test}{}", std::process::id()),
         }
@@ -43,17 +43,17 @@ impl Drop for Stack {
     }
 }
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let mut command = Command::new("docker");
     command.args(args);
     tool_output(command)
 }
 
-fn inspect(container: &str, format: &str) -> String {
+pub(crate) fn inspect(container: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, container])
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -61,7 +61,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

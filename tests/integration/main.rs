@@ -6,6 +6,7 @@ mod docker;
 mod examples;
 mod http;
 mod migrate;
+mod phases;
 mod plan;
 mod postgres;
 mod redis;

@@ -1,0 +1,338 @@
+//! The three shipped phase playbooks end to end on the real engine, in the runbook's order:
+//! preparation; hybrid with an app image that never turns healthy (it rolls itself back);
+//! hybrid killed in the middle of its migration and resumed; postgres_primary; then
+//! `runner rollback` to the app that reads Redis. A client goes through the load balancer the
+//! whole time and must see no failed request.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::docker::{Stack, docker, free_port};
+use crate::support::{Project, Run, example_secrets, finish, tool_output};
+
+const REDIS_PASSWORD: &str = "test-redis-password";
+
+struct Phases {
+    p: Project,
+    stack: Stack,
+    lb: u16,
+    redis: u16,
+    vars: Vec<String>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        let p = Project::new();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["templates", "images", "sql", "playbooks"] {
+            std::os::unix::fs::symlink(repo.join(dir), p.file(dir)).unwrap();
+        }
+        let stack = Stack::new("phases");
+        let (lb, redis) = (free_port(), free_port());
+        let vars = [
+            format!("project={}", stack.name),
+            format!("lb_container={}-lb", stack.name),
+            format!("lb_port={lb}"),
+            format!("redis_published_port={redis}"),
+            format!("postgres_published_port={}", free_port()),
+            format!("exporter_published_port={}", free_port()),
+        ]
+        .into_iter()
+        .flat_map(|v| ["--var".to_string(), v])
+        .collect();
+        Phases {
+            p,
+            stack,
+            lb,
+            redis,
+            vars,
+        }
+    }
+
+    /// `runner apply` of a shipped phase playbook, the app image tagged for this test.
+    fn apply(&self, phase: &str, extra: &[String]) -> Command {
+        let mut command = self
+            .p
+            .command(&["apply", "--yes", &format!("playbooks/{phase}.toml")]);
+        command
+            .args(&self.vars)
+            .arg("--var")
+            .arg(format!("app_image={}-app:{phase}", self.stack.name))
+            .args(extra);
+        if phase != "preparation" {
+            // The phases that watch the new deployment, for a shorter while.
+            command.args(["--var", "monitor_window=10s"]);
+        }
+        command.envs(example_secrets());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut command = self.p.command(args);
+        command.envs(example_secrets());
+        finish(command)
+    }
+
+    fn redis_cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command
+            .args(["-p", &self.redis.to_string()])
+            .env("REDISCLI_AUTH", REDIS_PASSWORD)
+            .args(args);
+        tool_output(command)
+    }
+
+    /// A Redis hash as the JSON object the app answers with.
+    fn hash(&self, key: &str) -> Value {
+        let url = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.redis);
+        let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let fields: std::collections::BTreeMap<String, String> =
+            redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap();
+        fields
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<Map<_, _>>()
+            .into()
+    }
+
+    /// The running containers of the stack: name and id.
+    fn running(&self) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.stack.name);
+        let mut names: Vec<String> =
+            docker(&["ps", "--filter", &label, "--format", "{{.Names}} {{.ID}}"])
+                .lines()
+                .map(str::to_string)
+                .collect();
+        names.sort();
+        names
+    }
+
+    fn deploy_files(&self) -> Vec<(String, Option<String>)> {
+        [
+            "deploy/.env",
+            "deploy/docker-compose.yml",
+            "deploy/postgresql.conf",
+            "deploy/lb/nginx.conf",
+            "deploy/lb/upstream.conf",
+        ]
+        .into_iter()
+        .map(|f| (f.to_string(), self.p.read(f)))
+        .collect()
+    }
+}
+
+/// One HTTP/1.1 request on its own connection; the status and the body.
+fn request(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    let address = ("127.0.0.1", port);
+    let mut stream = TcpStream::connect_timeout(
+        &std::net::ToSocketAddrs::to_socket_addrs(&address)
+            .unwrap()
+            .next()
+            .unwrap(),
+        Duration::from_secs(2),
+    )
+    .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("read: {e}"))?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, body) = request(port, "GET", path, "").expect("the load balancer answers");
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[derive(Default, Debug)]
+struct Traffic {
+    ok: u64,
+    failed: Vec<String>,
+    worst: Duration,
+}
+
+/// Reads keys and records usage through the load balancer until stopped.
+struct Client {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Traffic>,
+}
+
+impl Client {
+    fn start(port: u16, keys: Vec<String>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut traffic = Traffic::default();
+            let mut i = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let key = &keys[i % keys.len()];
+                let start = Instant::now();
+                let result = if i % 4 == 0 {
+                    let body = r#"{"input": 3, "output": 5}"#;
+                    request(port, "POST", &format!("/api/usage/{key}"), body)
+                } else {
+                    request(port, "GET", &format!("/api/keys/{key}"), "")
+                };
+                traffic.worst = traffic.worst.max(start.elapsed());
+                match result {
+                    Ok((200, _)) => traffic.ok += 1,
+                    Ok((status, body)) => traffic.failed.push(format!("{status}: {body}")),
+                    Err(e) => traffic.failed.push(e),
+                }
+                i += 1;
+            }
+            traffic
+        });
+        Client { stop, thread }
+    }
+
+    fn stop(self, what: &str) -> Traffic {
+        self.stop.store(true, Ordering::Relaxed);
+        let traffic = self.thread.join().unwrap();
+        eprintln!(
+            "{what}: {} requests through the load balancer, {} failed, worst latency {:?}",
+            traffic.ok + traffic.failed.len() as u64,
+            traffic.failed.len(),
+            traffic.worst
+        );
+        assert!(traffic.ok > 0, "{what}: the client sent nothing");
+        assert!(
+            traffic.failed.is_empty(),
+            "{what}: failed requests: {:?}",
+            &traffic.failed[..traffic.failed.len().min(10)]
+        );
+        traffic
+    }
+}
+
+#[test]
+fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback() {
+    let ph = Phases::new();
+    finish(ph.apply("preparation", &[])).expect(0);
+    assert_eq!(get_json(ph.lb, "/health")["reads"], "redis");
+
+    // The relay's data as it is before the migration.
+    let url = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", ph.redis);
+    let seeded = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/relay-data.py"))
+        .args(["--url", &url, "--api-keys", "3000"])
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let keys: Vec<String> = ph
+        .redis_cli(&["--scan", "--pattern", "apikey:*"])
+        .lines()
+        .filter_map(|k| k.strip_prefix("apikey:"))
+        .filter(|id| id.len() == 36)
+        .take(40)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(keys.len(), 40);
+    let client = Client::start(ph.lb, keys.clone());
+
+    // hybrid with an app that never turns healthy: it rolls back on its own; app-blue serves on.
+    let files = ph.deploy_files();
+    let containers = ph.running();
+    ph.p.write(
+        "broken-app/Dockerfile",
+        "FROM claude-relay-service:stand-in\nHEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD false\n",
+    );
+    let broken = ["--var".to_string(), "app_context=broken-app".to_string()];
+    let failed = finish(ph.apply("hybrid", &broken)).expect(4);
+    assert!(failed.stdout.contains("deploy-green"), "{}", failed.stdout);
+    assert_eq!(ph.deploy_files(), files, "the stack's files are as before");
+    assert_eq!(ph.running(), containers, "the same containers run");
+    assert_eq!(get_json(ph.lb, "/health")["instance"], "blue");
+
+    // hybrid, killed in the middle of its migration, then resumed.
+    let mut child = ph
+        .apply("hybrid", &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ph.p.journals().contains("checkpoint cursor") {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the migration never checkpointed"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "hybrid ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ph.run(&["resume", "--yes"]).expect(0);
+    assert!(ph.p.journals().contains("resumed from the checkpoint"));
+    let health = get_json(ph.lb, "/health");
+    assert_eq!(
+        (health["instance"].as_str(), health["reads"].as_str()),
+        (Some("green"), Some("redis"))
+    );
+    assert_eq!(health["dual_write"], true);
+
+    finish(ph.apply("postgres_primary", &[])).expect(0);
+    client.stop("hybrid (failed, then killed and resumed) and postgres_primary");
+
+    // The app now serves from PostgreSQL exactly what Redis holds.
+    assert_eq!(get_json(ph.lb, "/health")["reads"], "postgres");
+    for id in &keys {
+        let served = get_json(ph.lb, &format!("/api/keys/{id}"));
+        assert_eq!(served["from"], "postgres");
+        assert_eq!(served["key"], ph.hash(&format!("apikey:{id}")), "key {id}");
+        assert_eq!(
+            served["usage"],
+            ph.hash(&format!("usage:{id}")),
+            "usage of {id}"
+        );
+    }
+
+    // Back to the app that reads Redis, under traffic, within 30 seconds.
+    let client = Client::start(ph.lb, keys.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    ph.run(&["rollback", "--yes"]).expect(0);
+    let took = start.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    client.stop("runner rollback of postgres_primary");
+    eprintln!("runner rollback of postgres_primary took {took:?}");
+    assert!(took < Duration::from_secs(30), "rollback took {took:?}");
+    let health = get_json(ph.lb, "/health");
+    assert_eq!(
+        (health["instance"].as_str(), health["reads"].as_str()),
+        (Some("green"), Some("redis"))
+    );
+    let served = get_json(ph.lb, &format!("/api/keys/{}", keys[0]));
+    assert_eq!(served["from"], "redis");
+    assert_eq!(served["usage"], ph.hash(&format!("usage:{}", keys[0])));
+}
