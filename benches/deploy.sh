@@ -9,8 +9,9 @@
 #       new app beside the old one, load-balancer switch, health gate, verification, a monitor
 #       window of $MONITOR), then `runner rollback`;
 #   (b) shell: the new .env in place, `docker-compose up -d` of the serving app (recreated in
-#       place), `sleep 10`, then curl every 5 s until the health answer shows the new mode;
-#       rollback: the old .env back, the same again.
+#       place), SIGHUP to nginx (so that it resolves the new container), `sleep 10`, then curl
+#       every 5 s until the health answer shows the new mode; rollback: the old .env back, the
+#       same again.
 # During each, a client sends requests through the load balancer; failed ones are counted.
 #   benches/deploy.sh
 set -euo pipefail
@@ -75,8 +76,13 @@ set -e
 cd "$work/deploy"
 cp "\$1" .env
 docker-compose -p $project -f docker-compose.yml up -d --no-deps app-green >/dev/null 2>&1
+docker kill -s HUP $project-lb >/dev/null   # nginx resolves the recreated container again
 sleep 10
-until curl -fsS http://127.0.0.1:$lb/health | grep -q "\"mode\": \"\$2\""; do sleep 5; done
+for _ in \$(seq 60); do
+    curl -fsS http://127.0.0.1:$lb/health | grep -q "\"mode\": \"\$2\"" && exit 0
+    sleep 5
+done
+echo "never healthy" >&2; exit 1
 SH
 
 results=$work/results

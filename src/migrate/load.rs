@@ -384,33 +384,34 @@ impl CopyField {
             self.0.extend_from_slice(b"\\N");
             return;
         };
-        let mut rest = text.as_bytes();
-        while let Some(at) = rest
-            .iter()
-            .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+        let bytes = text.as_bytes();
+        if memchr::memchr3(b'\\', b'\t', b'\n', bytes).is_none()
+            && memchr::memchr(b'\r', bytes).is_none()
         {
-            self.0.extend_from_slice(&rest[..at]);
-            self.0.extend_from_slice(match rest[at] {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\n' => b"\\n",
-                _ => b"\\r",
-            });
-            rest = &rest[at + 1..];
+            self.0.extend_from_slice(bytes);
+            return;
         }
-        self.0.extend_from_slice(rest);
+        for b in bytes {
+            match b {
+                b'\\' => self.0.extend_from_slice(b"\\\\"),
+                b'\t' => self.0.extend_from_slice(b"\\t"),
+                b'\n' => self.0.extend_from_slice(b"\\n"),
+                b'\r' => self.0.extend_from_slice(b"\\r"),
+                b => self.0.push(*b),
+            }
+        }
     }
 }
 
 impl std::io::Write for CopyField {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut rest = buf;
-        while let Some(at) = rest.iter().position(|b| *b == b'\\') {
-            self.0.extend_from_slice(&rest[..=at]);
+        let mut start = 0;
+        for at in memchr::memchr_iter(b'\\', buf) {
+            self.0.extend_from_slice(&buf[start..=at]);
             self.0.push(b'\\');
-            rest = &rest[at + 1..];
+            start = at + 1;
         }
-        self.0.extend_from_slice(rest);
+        self.0.extend_from_slice(&buf[start..]);
         Ok(buf.len())
     }
 
