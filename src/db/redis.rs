@@ -23,6 +23,11 @@ impl Target {
         Ok(Target { client, display })
     }
 
+    /// A failed command, named by the server it went to.
+    pub(crate) fn failed(&self, e: redis::RedisError) -> String {
+        format!("Redis at {}: {e}", self.display)
+    }
+
     /// Connects and authenticates, retrying for `window` while the server is not reachable yet.
     pub(crate) async fn connect(&self, window: Duration) -> Result<MultiplexedConnection, String> {
         let config = redis::AsyncConnectionConfig::new()

@@ -73,7 +73,6 @@ impl MigrationCheck {
     pub(crate) async fn run(&self) -> Result<Found, String> {
         let mut conn = self.redis.connect(Duration::from_secs(30)).await?;
         let client = self.postgres.connect(Duration::from_secs(30)).await?;
-        let redis_err = |e: ::redis::RedisError| format!("Redis at {}: {e}", self.redis.display);
         // Redis: every key of every entity.
         let mut in_redis: Vec<(String, usize)> = Vec::new();
         let mut seen = HashSet::new();
@@ -81,7 +80,7 @@ impl MigrationCheck {
         loop {
             let (next, keys) = source::scan(&mut conn, cursor, 1000)
                 .await
-                .map_err(redis_err)?;
+                .map_err(|e| self.redis.failed(e))?;
             for key in keys {
                 if let Class::Entity(i) = self.mapping.classify(&key)
                     && seen.insert(key.clone())
@@ -174,7 +173,7 @@ impl MigrationCheck {
             .collect();
         let got = source::read(conn, &reads)
             .await
-            .map_err(|e| format!("Redis at {}: {e}", self.redis.display))?;
+            .map_err(|e| self.redis.failed(e))?;
         let mut by_table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (k, i) in page.iter() {
             by_table

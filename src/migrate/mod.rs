@@ -136,7 +136,7 @@ impl Migrate {
         let total: u64 = ::redis::cmd("DBSIZE")
             .query_async(&mut conn.clone())
             .await
-            .map_err(|e| self.redis_err(e))?;
+            .map_err(|e| self.redis.failed(e))?;
         let mut at = resumed.clone().unwrap_or_default();
         if resumed.is_some() {
             cx.record(format!(
@@ -258,10 +258,6 @@ impl Migrate {
         ));
     }
 
-    fn redis_err(&self, e: ::redis::RedisError) -> String {
-        format!("Redis at {}: {e}", self.redis.display)
-    }
-
     /// One SCAN page, read and converted.
     async fn read_page(
         &self,
@@ -270,7 +266,7 @@ impl Migrate {
     ) -> Result<Page, String> {
         let (next, keys) = source::scan(&mut conn, cursor, self.batch_size)
             .await
-            .map_err(|e| self.redis_err(e))?;
+            .map_err(|e| self.redis.failed(e))?;
         let mut page = Page {
             next,
             counts: Counts {
@@ -286,7 +282,10 @@ impl Migrate {
                 Class::Skip(reason) => {
                     *page.counts.skipped.entry(reason.to_string()).or_default() += 1
                 }
-                Class::Unmapped => page.unmapped.push(key.clone()),
+                Class::Unmapped => {
+                    page.counts.unmapped += 1;
+                    page.unmapped.push(key.clone());
+                }
                 Class::Entity(i) => {
                     if seen.insert(key.as_str()) {
                         wanted.push((key.as_str(), i));
@@ -300,7 +299,7 @@ impl Migrate {
             .collect();
         let got = source::read(&mut conn, &reads)
             .await
-            .map_err(|e| self.redis_err(e))?;
+            .map_err(|e| self.redis.failed(e))?;
         for ((key, i), got) in wanted.iter().zip(got) {
             let entity = &self.mapping.entities[*i];
             let reject = |reason: String| Reject {
@@ -370,9 +369,8 @@ impl Migrate {
             mut counts,
             mut batches,
             mut rejects,
-            unmapped,
+            unmapped: _,
         } = page;
-        counts.unmapped = unmapped.len() as u64;
         if self.incremental {
             for batch in batches.values_mut() {
                 let keys: Vec<&str> = batch.rows.iter().map(|r| r.source_key.as_str()).collect();

@@ -93,6 +93,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::
     result
 }
 
+/// Writes `bytes` to `path` (atomically) unless it already holds them and no `mode` is asked
+/// for; returns whether it wrote.
+pub(crate) fn replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<bool> {
+    if mode.is_none() && read_optional(path)?.as_deref() == Some(bytes) {
+        return Ok(false);
+    }
+    write_atomic(path, bytes, mode)?;
+    Ok(true)
+}
+
 /// Creates a directory only its owner can read: backups may hold secrets.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)?;

@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::files::{self, Snapshot};
 use super::{Intent, StepCx, StepError};
 use crate::docker::{self, describe};
-use crate::plan::{Observed, diff};
+use crate::plan::Observed;
 use crate::playbook::Checker;
 
 #[derive(Deserialize)]
@@ -72,21 +72,18 @@ impl LbSwitch {
     }
 
     pub(crate) fn plan(&self, observed: &Observed) -> Intent {
-        let current = observed.current(&self.file);
-        let changes = current != Some(self.content.as_bytes());
-        Intent {
-            action: format!(
+        Intent::writing(
+            format!(
                 "write `{}`, send SIG{} to `{}` so that it reloads, then let the old upstream drain for {}",
                 self.file,
                 self.signal,
                 self.container,
                 humantime::format_duration(self.drain)
             ),
-            changes,
-            diff: changes.then(|| diff(&self.file, current, self.content.as_bytes())),
-            refusal: None,
-            writes: Some((self.file.clone(), self.content.clone().into_bytes())),
-        }
+            observed,
+            &self.file,
+            &self.content,
+        )
     }
 
     /// Saves the current upstream file before any change.
@@ -101,14 +98,11 @@ impl LbSwitch {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let path = cx.resolve(&self.file);
-        let current = files::read_optional(&path)
-            .map_err(StepError::io(format!("could not read `{}`", self.file)))?;
-        if current.as_deref() == Some(self.content.as_bytes()) {
+        let wrote = files::replace(&cx.resolve(&self.file), self.content.as_bytes(), None)
+            .map_err(StepError::io(format!("could not write `{}`", self.file)))?;
+        if !wrote {
             return Ok(format!("`{}` already points there", self.file));
         }
-        files::write_atomic(&path, self.content.as_bytes(), None)
-            .map_err(StepError::io(format!("could not write `{}`", self.file)))?;
         if !reload(&self.container, &self.signal).await? {
             return Ok(format!(
                 "wrote `{}`; `{}` is not running and reads it when it starts",

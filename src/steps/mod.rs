@@ -96,6 +96,20 @@ impl Intent {
             writes: None,
         }
     }
+
+    /// A step that leaves `content` in `path`: it changes something, with a diff, unless the
+    /// file already holds it.
+    pub(crate) fn writing(action: String, observed: &Observed, path: &str, content: &str) -> Self {
+        let current = observed.current(path);
+        let changes = current != Some(content.as_bytes());
+        Intent {
+            action,
+            changes,
+            diff: changes.then(|| crate::plan::diff(path, current, content.as_bytes())),
+            refusal: None,
+            writes: Some((path.to_string(), content.as_bytes().to_vec())),
+        }
+    }
 }
 
 /// How a kind is undone when the playbook does not say.

@@ -92,9 +92,7 @@ impl RedisBackup {
             .map_err(StepError::io(format!("cannot create `{}`", path.display())))?;
         let mut out = BufWriter::new(file);
         let io = |e: std::io::Error| StepError::from(format!("cannot write the snapshot: {e}"));
-        let redis_err = |e: redis::RedisError| {
-            StepError::from(format!("Redis at {}: {e}", self.target.display))
-        };
+        let redis_err = |e: redis::RedisError| StepError::from(self.target.failed(e));
         write_line(
             &mut out,
             &Line::Header {

@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::files;
 use super::{Intent, StepCx, StepError};
-use crate::plan::{Observed, diff};
+use crate::plan::Observed;
 use crate::playbook::Checker;
 
 #[derive(Deserialize)]
@@ -48,25 +48,20 @@ impl Template {
             .mode
             .map(|m| format!(" (mode {m:04o})"))
             .unwrap_or_default();
-        let current = observed.current(&self.dest);
-        let changes = current != Some(self.content.as_bytes());
-        Intent {
-            action: format!("render `{}` to `{}`{mode}", self.template, self.dest),
-            changes,
-            diff: changes.then(|| diff(&self.dest, current, self.content.as_bytes())),
-            refusal: None,
-            writes: Some((self.dest.clone(), self.content.clone().into_bytes())),
-        }
+        Intent::writing(
+            format!("render `{}` to `{}`{mode}", self.template, self.dest),
+            observed,
+            &self.dest,
+            &self.content,
+        )
     }
 
     pub(crate) fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let path = cx.resolve(&self.dest);
-        let io = || StepError::io(format!("could not write `{}`", self.dest));
-        let current = files::read_optional(&path).map_err(io())?;
-        if current.as_deref() == Some(self.content.as_bytes()) && self.mode.is_none() {
+        let wrote = files::replace(&cx.resolve(&self.dest), self.content.as_bytes(), self.mode)
+            .map_err(StepError::io(format!("could not write `{}`", self.dest)))?;
+        if !wrote {
             return Ok(format!("`{}` already up to date", self.dest));
         }
-        files::write_atomic(&path, self.content.as_bytes(), self.mode).map_err(io())?;
         Ok(format!(
             "wrote `{}` ({} bytes)",
             self.dest,

@@ -49,7 +49,7 @@ pub(crate) fn docker(args: &[&str]) -> String {
     tool_output(command)
 }
 
-pub(crate) fn inspect(container: &str, format: &str) -> String {
+fn inspect(container: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, container])
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
+fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -131,15 +131,9 @@ impl Phases {
 
 /// One HTTP/1.1 request on its own connection; the status and the body.
 fn request(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
-    let address = ("127.0.0.1", port);
-    let mut stream = TcpStream::connect_timeout(
-        &std::net::ToSocketAddrs::to_socket_addrs(&address)
-            .unwrap()
-            .next()
-            .unwrap(),
-        Duration::from_secs(2),
-    )
-    .map_err(|e| format!("connect: {e}"))?;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
