@@ -189,7 +189,7 @@ impl MigrationCheck {
         for (entry, got) in page.iter().zip(got) {
             let key = &entry.0;
             let why = match (got, stored.get(key)) {
-                (Got::Value(value), Some(source)) if &value == source => continue,
+                (Got::Value(value), Some(source)) if value == *source => continue,
                 (Got::Missing, _) => continue,
                 (Got::Value(_), Some(_)) => format!("`{key}`: the row's source differs from Redis"),
                 (Got::Value(_), None) => format!("`{key}`: no row in PostgreSQL"),

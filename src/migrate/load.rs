@@ -7,6 +7,7 @@
 //! anything the migration read, so the merge never overwrites it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Client;
 
+use super::source::Source;
 use crate::db::postgres::{Target, describe};
 
 /// The `migrated_run` of a row the app wrote through during dual writes.
@@ -57,28 +59,45 @@ impl Counts {
     }
 }
 
-/// A row for a table: its columns' text (None: NULL), its key and the whole Redis value.
+/// A row for a table: its key, the whole Redis value, and where its COPY line is in the
+/// batch's text.
 pub(crate) struct Row {
     pub(crate) source_key: String,
-    pub(crate) cells: Vec<Option<String>>,
-    pub(crate) source: Value,
+    pub(crate) source: Source,
+    pub(crate) line: Range<usize>,
 }
 
-/// The rows of one batch for one entity (one table, one set of columns).
+/// The rows of one batch for one entity (one table, one set of columns). Each row's COPY line
+/// holds its columns, then `source_key`, `source` and `migrated_run`.
 pub(crate) struct Batch {
     pub(crate) table: String,
     pub(crate) columns: Vec<String>,
+    pub(crate) text: Bytes,
     pub(crate) rows: Vec<Row>,
 }
 
 impl Batch {
-    /// The same table and columns, without rows.
+    /// The same table, columns and text, without rows.
     pub(crate) fn clone_empty(&self) -> Batch {
         Batch {
             table: self.table.clone(),
             columns: self.columns.clone(),
+            text: self.text.clone(),
             rows: Vec::new(),
         }
+    }
+
+    /// The COPY text of the batch's rows.
+    fn copy_text(&self) -> Bytes {
+        let lines: usize = self.rows.iter().map(|r| r.line.len()).sum();
+        if lines == self.text.len() {
+            return self.text.clone();
+        }
+        let mut text = Vec::with_capacity(lines);
+        for row in &self.rows {
+            text.extend_from_slice(&self.text[row.line.clone()]);
+        }
+        Bytes::from(text)
     }
 }
 
@@ -223,7 +242,7 @@ impl Loader {
                 batch.columns.iter().map(|c| format!("\"{c}\"")).collect();
             columns.extend(["source_key".into(), "source".into(), "migrated_run".into()]);
             let list = columns.join(", ");
-            let text = copy_text(batch, &self.run);
+            let text = batch.copy_text();
             let t = quote(table);
             // A table without conflicts so far gets the rows straight in with COPY; the first
             // key that is already there (a re-run, a SCAN duplicate) sends the table to the
@@ -355,71 +374,6 @@ pub(crate) async fn sources(
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// The rows of a batch in COPY's text format, with their key, source and run.
-fn copy_text(batch: &Batch, run: &str) -> Bytes {
-    let mut text = CopyField(Vec::with_capacity(batch.rows.len() * 256));
-    for row in &batch.rows {
-        for cell in &row.cells {
-            text.cell(cell.as_deref());
-            text.0.push(b'\t');
-        }
-        text.cell(Some(&row.source_key));
-        text.0.push(b'\t');
-        serde_json::to_writer(&mut text, &row.source).expect("a JSON value serializes");
-        text.0.push(b'\t');
-        text.cell(Some(run));
-        text.0.push(b'\n');
-    }
-    Bytes::from(text.0)
-}
-
-/// COPY's text format being written. JSON goes in through `Write`: it escapes tabs and line
-/// ends itself, so only its backslashes need doubling.
-struct CopyField(Vec<u8>);
-
-impl CopyField {
-    /// A text field (None: NULL): the text between special characters goes in whole.
-    fn cell(&mut self, cell: Option<&str>) {
-        let Some(text) = cell else {
-            self.0.extend_from_slice(b"\\N");
-            return;
-        };
-        let bytes = text.as_bytes();
-        if memchr::memchr3(b'\\', b'\t', b'\n', bytes).is_none()
-            && memchr::memchr(b'\r', bytes).is_none()
-        {
-            self.0.extend_from_slice(bytes);
-            return;
-        }
-        for b in bytes {
-            match b {
-                b'\\' => self.0.extend_from_slice(b"\\\\"),
-                b'\t' => self.0.extend_from_slice(b"\\t"),
-                b'\n' => self.0.extend_from_slice(b"\\n"),
-                b'\r' => self.0.extend_from_slice(b"\\r"),
-                b => self.0.push(*b),
-            }
-        }
-    }
-}
-
-impl std::io::Write for CopyField {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut start = 0;
-        for at in memchr::memchr_iter(b'\\', buf) {
-            self.0.extend_from_slice(&buf[start..=at]);
-            self.0.push(b'\\');
-            start = at + 1;
-        }
-        self.0.extend_from_slice(&buf[start..]);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// COPYs `text` into `table` (`list`: its columns); returns the rows copied.
 async fn copy(
     transaction: &tokio_postgres::Transaction<'_>,
@@ -475,27 +429,4 @@ pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Resul
         .await
         .map_err(sql_err("cannot commit the rollback"))?;
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_text_escapes_cells_and_json_once() {
-        let batch = Batch {
-            table: "t".into(),
-            columns: vec!["a".into(), "b".into()],
-            rows: vec![Row {
-                source_key: "k\\1".into(),
-                cells: vec![Some("tab\there\nline\r\\".into()), None],
-                source: serde_json::json!({"v": "back\\slash\ttab"}),
-            }],
-        };
-        let text = copy_text(&batch, "run-1");
-        assert_eq!(
-            std::str::from_utf8(&text).unwrap(),
-            "tab\\there\\nline\\r\\\\\t\\N\tk\\\\1\t{\"v\":\"back\\\\\\\\slash\\\\ttab\"}\trun-1\n"
-        );
-    }
 }

@@ -2,14 +2,17 @@
 //! why), which entity each other key is, and how each column is taken from the key name (regex
 //! captures), a hash field, a JSON field or the whole value, converted to its type.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::source::Read;
+use super::copy::CopyText;
+use super::source::{Read, Source};
 use crate::playbook::Checker;
 
 #[derive(Deserialize)]
@@ -77,6 +80,8 @@ pub(crate) struct Entity {
     pub(crate) kind: Read,
     pub(crate) table: String,
     pub(crate) columns: Vec<Column>,
+    /// Whether a column takes a capture of the key.
+    captures: bool,
 }
 
 #[derive(Debug)]
@@ -207,6 +212,7 @@ impl Mapping {
                 key,
                 kind,
                 table: e.table,
+                captures: columns.iter().any(|c| matches!(c.from, From::Capture(_))),
                 columns,
             });
         }
@@ -263,47 +269,64 @@ impl Mapping {
         }
     }
 
-    /// The row for `key`: each column's text for COPY (`None`: NULL), or why it cannot be.
+    /// Writes the cells of the row for `key` into `out`, each followed by a tab; or says why
+    /// the record cannot be a row, and leaves `out` as it was.
     pub(crate) fn row(
         &self,
         entity: &Entity,
         key: &str,
-        value: &Value,
-    ) -> Result<Vec<Option<String>>, String> {
-        let captures = entity
-            .key
-            .captures(key)
-            .ok_or("the key no longer matches")?;
-        entity
-            .columns
-            .iter()
-            .map(|c| {
-                let raw: Option<String> = match &c.from {
-                    From::Capture(name) => captures.name(name).map(|m| m.as_str().to_string()),
-                    From::Field(f) => value.get(f).map(json_text),
-                    From::Json(f) => value.get(f).map(json_text),
-                    From::Whole => Some(json_text(value)),
-                    From::Value(v) => Some(v.clone()),
-                };
-                let raw = raw.filter(|r| !r.is_empty()).or_else(|| c.default.clone());
-                if c.required && raw.as_deref().is_none_or(str::is_empty) {
-                    return Err(format!(
-                        "column `{}` needs a value and the record has none",
-                        c.name
-                    ));
-                }
-                convert(raw, c.conversion, self.offset)
-                    .map_err(|e| format!("column `{}`: {e}", c.name))
-            })
-            .collect()
+        value: &Source,
+        out: &mut CopyText,
+    ) -> Result<(), String> {
+        let start = out.0.len();
+        let written = self.cells(entity, key, value, out);
+        if written.is_err() {
+            out.0.truncate(start);
+        }
+        written
     }
-}
 
-/// A JSON value as the text Redis held: strings unquoted, the rest as JSON.
-fn json_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    fn cells(
+        &self,
+        entity: &Entity,
+        key: &str,
+        value: &Source,
+        out: &mut CopyText,
+    ) -> Result<(), String> {
+        let captures = if entity.captures {
+            Some(
+                entity
+                    .key
+                    .captures(key)
+                    .ok_or("the key no longer matches")?,
+            )
+        } else {
+            None
+        };
+        for c in &entity.columns {
+            let raw: Option<Cow<'_, str>> = match &c.from {
+                From::Capture(name) => captures
+                    .as_ref()
+                    .and_then(|m| m.name(name))
+                    .map(|m| Cow::Borrowed(m.as_str())),
+                From::Field(f) | From::Json(f) => value.field(f),
+                From::Whole => Some(value.whole()),
+                From::Value(v) => Some(Cow::Borrowed(v.as_str())),
+            };
+            let raw = raw
+                .filter(|r| !r.is_empty())
+                .or_else(|| c.default.as_deref().map(Cow::Borrowed));
+            if c.required && raw.as_deref().is_none_or(str::is_empty) {
+                return Err(format!(
+                    "column `{}` needs a value and the record has none",
+                    c.name
+                ));
+            }
+            convert(raw.as_deref(), c.conversion, self.offset, out)
+                .map_err(|e| format!("column `{}`: {e}", c.name))?;
+            out.tab();
+        }
+        Ok(())
     }
 }
 
@@ -321,30 +344,42 @@ fn glob_regex(pattern: &str) -> Result<String, String> {
     Ok(re)
 }
 
+/// Writes one cell: `raw` converted (None: NULL).
 fn convert(
-    raw: Option<String>,
+    raw: Option<&str>,
     conversion: Conversion,
     offset: FixedOffset,
-) -> Result<Option<String>, String> {
-    let Some(text) = raw else { return Ok(None) };
+    out: &mut CopyText,
+) -> Result<(), String> {
+    let Some(text) = raw else {
+        out.null();
+        return Ok(());
+    };
     if text.is_empty() && conversion != Conversion::Text {
-        return Ok(match conversion {
-            Conversion::List | Conversion::Permissions => Some("[]".into()),
-            _ => None,
-        });
+        match conversion {
+            Conversion::List | Conversion::Permissions => out.text("[]"),
+            _ => out.null(),
+        }
+        return Ok(());
     }
-    let text = text.trim_end_matches('\0').to_string();
-    Ok(Some(match conversion {
-        Conversion::Text => text,
+    let text = text.trim_end_matches('\0');
+    match conversion {
+        Conversion::Text => out.text(text),
         Conversion::Integer => {
-            let n: f64 = text
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{text}` is not a number"))?;
-            if n.fract() != 0.0 || !n.is_finite() {
-                return Err(format!("`{text}` is not a whole number"));
-            }
-            format!("{}", n as i64)
+            let n = match text.trim().parse::<i64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    let n: f64 = text
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("`{text}` is not a number"))?;
+                    if n.fract() != 0.0 || !n.is_finite() {
+                        return Err(format!("`{text}` is not a whole number"));
+                    }
+                    n as i64
+                }
+            };
+            write!(out, "{n}").expect("writing into memory");
         }
         Conversion::Numeric => {
             let n: f64 = text
@@ -354,14 +389,14 @@ fn convert(
             if !n.is_finite() {
                 return Err(format!("`{text}` is not a finite number"));
             }
-            text.trim().to_string()
+            out.text(text.trim());
         }
-        Conversion::Boolean => match text.as_str() {
-            "true" | "1" => "true".into(),
-            "false" | "0" => "false".into(),
+        Conversion::Boolean => out.text(match text {
+            "true" | "1" => "true",
+            "false" | "0" => "false",
             other => return Err(format!("`{other}` is not true or false")),
-        },
-        Conversion::Timestamptz => timestamp(&text)?,
+        }),
+        Conversion::Timestamptz => out.text(&timestamp(text)?),
         Conversion::Uuid => {
             let ok = text.len() == 36
                 && text.char_indices().all(|(i, c)| {
@@ -374,34 +409,35 @@ fn convert(
             if !ok {
                 return Err(format!("`{text}` is not a UUID"));
             }
-            text.to_lowercase()
+            out.0.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
         }
-        Conversion::Jsonb => {
-            let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-            v.to_string()
-        }
-        Conversion::List => list(&text).to_string(),
+        Conversion::Jsonb => match serde_json::from_str::<Value>(text) {
+            Ok(v) => out.json(&v),
+            Err(_) => out.json(&text),
+        },
+        Conversion::List => out.json(&list(text)),
         Conversion::Permissions => {
             // "all" (old) and [] (HEAD) both mean every service.
-            let items = list(&text);
+            let items = list(text);
             if items
                 .as_array()
                 .is_some_and(|a| a.len() == 1 && a[0] == "all")
             {
-                "[]".into()
+                out.text("[]");
             } else {
-                items.to_string()
+                out.json(&items);
             }
         }
-        Conversion::Day => bucket(&format!("{text}T00:00:00"), offset)?,
+        Conversion::Day => out.text(&bucket(&format!("{text}T00:00:00"), offset)?),
         Conversion::Hour => {
             let (day, hour) = text
                 .rsplit_once(':')
                 .ok_or_else(|| format!("`{text}` is not YYYY-MM-DD:HH"))?;
-            bucket(&format!("{day}T{hour}:00:00"), offset)?
+            out.text(&bucket(&format!("{day}T{hour}:00:00"), offset)?);
         }
-        Conversion::Month => bucket(&format!("{text}-01T00:00:00"), offset)?,
-    }))
+        Conversion::Month => out.text(&bucket(&format!("{text}-01T00:00:00"), offset)?),
+    }
+    Ok(())
 }
 
 /// A JSON array, a comma-joined list or a single word, as a JSON array.
@@ -454,11 +490,15 @@ mod tests {
     use super::*;
 
     fn c(text: &str, conversion: Conversion) -> Result<Option<String>, String> {
+        let mut out = CopyText::default();
         convert(
-            Some(text.to_string()),
+            Some(text),
             conversion,
             FixedOffset::east_opt(8 * 3600).unwrap(),
-        )
+            &mut out,
+        )?;
+        let cell = String::from_utf8(out.0).unwrap();
+        Ok((cell != "\\N").then_some(cell))
     }
 
     #[test]

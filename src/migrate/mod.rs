@@ -5,6 +5,7 @@
 //! overwrote.
 
 pub(crate) mod check;
+mod copy;
 mod load;
 mod mapping;
 mod source;
@@ -19,6 +20,7 @@ use crate::db::{postgres, redis};
 use crate::playbook::Checker;
 use crate::steps::{Intent, StepCx, StepError, Undo};
 use ::redis::aio::MultiplexedConnection;
+use copy::CopyText;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use load::{Batch, Checkpoint, Counts, Loader, Reject, Row, WriteError};
@@ -157,7 +159,8 @@ impl Migrate {
         let mut writing = FuturesOrdered::new();
         let mut in_flight: VecDeque<HashSet<String>> = VecDeque::new();
         let mut ready: Option<Page> = None;
-        let mut reading = (!at.done).then(|| Box::pin(self.read_page(conn.clone(), at.cursor)));
+        let mut reading =
+            (!at.done).then(|| Box::pin(self.read_page(conn.clone(), at.cursor, cx.run_id)));
         loop {
             if let Some(page) = ready.take() {
                 let keys = page.keys();
@@ -165,7 +168,8 @@ impl Migrate {
                     ready = Some(page);
                 } else {
                     if page.next != 0 {
-                        reading = Some(Box::pin(self.read_page(conn.clone(), page.next)));
+                        reading =
+                            Some(Box::pin(self.read_page(conn.clone(), page.next, cx.run_id)));
                     }
                     let (sender, receiver) = oneshot::channel();
                     let before = std::mem::replace(&mut previous, receiver);
@@ -258,11 +262,12 @@ impl Migrate {
         ));
     }
 
-    /// One SCAN page, read and converted.
+    /// One SCAN page, read and converted into COPY lines for run `run`.
     async fn read_page(
         &self,
         mut conn: MultiplexedConnection,
         cursor: u64,
+        run: &str,
     ) -> Result<Page, String> {
         let (next, keys) = source::scan(&mut conn, cursor, self.batch_size)
             .await
@@ -300,6 +305,7 @@ impl Migrate {
         let got = source::read(&mut conn, &reads)
             .await
             .map_err(|e| self.redis.failed(e))?;
+        let mut lines: BTreeMap<usize, (CopyText, Vec<Row>)> = BTreeMap::new();
         for ((key, i), got) in wanted.iter().zip(got) {
             let entity = &self.mapping.entities[*i];
             let reject = |reason: String| Reject {
@@ -314,27 +320,45 @@ impl Migrate {
                     entity.kind
                 ))),
                 Got::Malformed(why) => page.rejects.push(reject(why)),
-                Got::Value(value) => match self.mapping.row(entity, key, &value) {
-                    Ok(cells) => {
-                        *page.counts.entities.entry(entity.name.clone()).or_default() += 1;
-                        page.batches
-                            .entry(*i)
-                            .or_insert_with(|| Batch {
-                                table: entity.table.clone(),
-                                columns: entity.columns.iter().map(|c| c.name.clone()).collect(),
-                                rows: Vec::new(),
-                            })
-                            .rows
-                            .push(Row {
+                Got::Value(source) => {
+                    let (text, rows) = lines.entry(*i).or_default();
+                    let start = text.0.len();
+                    match self.mapping.row(entity, key, &source, text) {
+                        Ok(()) => {
+                            text.text(key);
+                            text.tab();
+                            text.json(&source);
+                            text.tab();
+                            text.text(run);
+                            text.end();
+                            rows.push(Row {
                                 source_key: key.to_string(),
-                                cells,
-                                source: value,
+                                source,
+                                line: start..text.0.len(),
                             });
+                        }
+                        Err(why) => page.rejects.push(reject(why)),
                     }
-                    Err(why) => page.rejects.push(reject(why)),
-                },
+                }
             }
         }
+        page.batches = lines
+            .into_iter()
+            .map(|(i, (text, rows))| {
+                let entity = &self.mapping.entities[i];
+                if !rows.is_empty() {
+                    *page.counts.entities.entry(entity.name.clone()).or_default() +=
+                        rows.len() as u64;
+                }
+                let batch = Batch {
+                    table: entity.table.clone(),
+                    columns: entity.columns.iter().map(|c| c.name.clone()).collect(),
+                    text: text.0.into(),
+                    rows,
+                };
+                (i, batch)
+            })
+            .collect();
         Ok(page)
     }
 
@@ -378,7 +402,7 @@ impl Migrate {
                 let before = batch.rows.len();
                 batch
                     .rows
-                    .retain(|r| current.get(&r.source_key) != Some(&r.source));
+                    .retain(|r| current.get(&r.source_key).is_none_or(|v| r.source != *v));
                 counts.unchanged += (before - batch.rows.len()) as u64;
             }
         }

@@ -3,8 +3,11 @@
 //! a hash as an object of strings, a JSON string as its JSON, a set sorted, a zset as
 //! [member, score] pairs, a list in order.
 
+use std::borrow::Cow;
+
 use redis::aio::MultiplexedConnection;
-use serde_json::{Map, Value};
+use serde::ser::{Serialize, Serializer};
+use serde_json::Value;
 
 /// How a key's value is read (the mapping's `type`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,9 +47,73 @@ pub(crate) async fn scan(
         .await
 }
 
+/// A key's value, as the `source` column keeps it.
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// A hash's fields, sorted by name. Most keys are hashes: their fields are looked up and
+    /// serialized from here, without building a JSON map.
+    Hash(Vec<(String, String)>),
+    /// Any other value, as JSON.
+    Json(Value),
+}
+
+impl Source {
+    /// A hash field, or a field of a JSON object, as the text Redis held.
+    pub(crate) fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        match self {
+            Source::Hash(fields) => fields
+                .binary_search_by(|(k, _)| k.as_str().cmp(name))
+                .ok()
+                .map(|i| Cow::Borrowed(fields[i].1.as_str())),
+            Source::Json(v) => v.get(name).map(json_text),
+        }
+    }
+
+    /// The whole value as the text Redis held.
+    pub(crate) fn whole(&self) -> Cow<'_, str> {
+        match self {
+            Source::Hash(_) => Cow::Owned(serde_json::to_string(self).expect("JSON serializes")),
+            Source::Json(v) => json_text(v),
+        }
+    }
+}
+
+/// A JSON value as the text Redis held: strings unquoted, the rest as JSON.
+fn json_text(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Source::Hash(fields) => s.collect_map(fields.iter().map(|(k, v)| (k, v))),
+            Source::Json(v) => v.serialize(s),
+        }
+    }
+}
+
+/// The `source` PostgreSQL holds is the same value.
+impl PartialEq<Value> for Source {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Source::Hash(fields), Value::Object(map)) => {
+                fields.len() == map.len()
+                    && fields
+                        .iter()
+                        .all(|(k, v)| map.get(k).and_then(Value::as_str) == Some(v))
+            }
+            (Source::Hash(_), _) => false,
+            (Source::Json(v), other) => v == other,
+        }
+    }
+}
+
 /// What reading a key gave.
 pub(crate) enum Got {
-    Value(Value),
+    Value(Source),
     /// Gone since SCAN listed it.
     Missing,
     /// A different type than the mapping says.
@@ -134,20 +201,15 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
     if matches!(value, redis::Value::Nil) {
         return Ok(Got::Missing);
     }
-    Ok(Got::Value(match read {
+    Ok(Got::Value(Source::Json(match read {
         Read::Hash => {
             let pairs: Vec<(String, String)> = owned(value)?;
             if pairs.is_empty() {
                 return Ok(Got::Missing);
             }
-            let mut sorted = pairs;
-            sorted.sort();
-            Value::Object(
-                sorted
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect::<Map<_, _>>(),
-            )
+            let mut fields = pairs;
+            fields.sort_unstable();
+            return Ok(Got::Value(Source::Hash(fields)));
         }
         Read::String => Value::String(owned::<String>(value)?),
         Read::Json => {
@@ -184,5 +246,5 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
             }
             Value::Array(items.into_iter().map(Value::String).collect())
         }
-    }))
+    })))
 }
