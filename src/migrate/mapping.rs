@@ -82,6 +82,9 @@ pub(crate) struct Entity {
     pub(crate) columns: Vec<Column>,
     /// Whether a column takes a capture of the key.
     captures: bool,
+    /// The fields the columns take, sorted (a hash's fields are sorted too: one pass finds
+    /// them all).
+    fields: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -96,8 +99,8 @@ pub(crate) struct Column {
 #[derive(Debug)]
 enum From {
     Capture(String),
-    Field(String),
-    Json(String),
+    /// A hash field or a JSON field: the index in the entity's `fields`.
+    Field(usize),
     Whole,
     Value(String),
 }
@@ -159,6 +162,13 @@ impl Mapping {
                     )));
                 }
             };
+            let mut fields: Vec<String> = e
+                .columns
+                .values()
+                .filter_map(|c| c.field.clone().or_else(|| c.json.clone()))
+                .collect();
+            fields.sort();
+            fields.dedup();
             let mut columns = Vec::new();
             for (name, c) in e.columns {
                 let from = match (c.capture, c.field, c.json, c.whole, c.value) {
@@ -170,8 +180,9 @@ impl Mapping {
                         }
                         From::Capture(cap)
                     }
-                    (None, Some(f), None, None, None) => From::Field(f),
-                    (None, None, Some(j), None, None) => From::Json(j),
+                    (None, Some(f), None, None, None) | (None, None, Some(f), None, None) => {
+                        From::Field(fields.binary_search(&f).expect("listed above"))
+                    }
                     (None, None, None, Some(true), None) => From::Whole,
                     (None, None, None, None, Some(v)) => From::Value(v),
                     _ => {
@@ -214,6 +225,7 @@ impl Mapping {
                 table: e.table,
                 captures: columns.iter().any(|c| matches!(c.from, From::Capture(_))),
                 columns,
+                fields,
             });
         }
         let keys = RegexSet::new(entities.iter().map(|e| e.key.as_str()))
@@ -303,13 +315,14 @@ impl Mapping {
         } else {
             None
         };
+        let fields = value.fields(&entity.fields);
         for c in &entity.columns {
             let raw: Option<Cow<'_, str>> = match &c.from {
                 From::Capture(name) => captures
                     .as_ref()
                     .and_then(|m| m.name(name))
                     .map(|m| Cow::Borrowed(m.as_str())),
-                From::Field(f) | From::Json(f) => value.field(f),
+                From::Field(i) => fields[*i].clone(),
                 From::Whole => Some(value.whole()),
                 From::Value(v) => Some(Cow::Borrowed(v.as_str())),
             };

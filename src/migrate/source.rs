@@ -4,6 +4,7 @@
 //! [member, score] pairs, a list in order.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use redis::aio::MultiplexedConnection;
 use serde::ser::{Serialize, Serializer};
@@ -58,14 +59,27 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// A hash field, or a field of a JSON object, as the text Redis held.
-    pub(crate) fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+    /// The values of these fields (sorted by name) of a hash or a JSON object, as the text
+    /// Redis held, in their order.
+    pub(crate) fn fields(&self, names: &[String]) -> Vec<Option<Cow<'_, str>>> {
         match self {
-            Source::Hash(fields) => fields
-                .binary_search_by(|(k, _)| k.as_str().cmp(name))
-                .ok()
-                .map(|i| Cow::Borrowed(fields[i].1.as_str())),
-            Source::Json(v) => v.get(name).map(json_text),
+            Source::Hash(fields) => {
+                let mut found = vec![None; names.len()];
+                let (mut i, mut j) = (0, 0);
+                while i < fields.len() && j < names.len() {
+                    match fields[i].0.cmp(&names[j]) {
+                        Ordering::Less => i += 1,
+                        Ordering::Greater => j += 1,
+                        Ordering::Equal => {
+                            found[j] = Some(Cow::Borrowed(fields[i].1.as_str()));
+                            i += 1;
+                            j += 1;
+                        }
+                    }
+                }
+                found
+            }
+            Source::Json(v) => names.iter().map(|n| v.get(n).map(json_text)).collect(),
         }
     }
 
@@ -247,4 +261,34 @@ fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
             Value::Array(items.into_iter().map(Value::String).collect())
         }
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_is_looked_up_serialized_and_compared_as_its_json_object() {
+        let hash = Source::Hash(vec![
+            ("a".into(), "1".into()),
+            ("c".into(), "x\"y".into()),
+            ("d".into(), "".into()),
+        ]);
+        let names = ["a", "b", "d", "e"].map(String::from);
+        assert_eq!(
+            hash.fields(&names),
+            vec![Some("1".into()), None, Some("".into()), None]
+        );
+        let json = serde_json::json!({"a": "1", "c": "x\"y", "d": ""});
+        assert_eq!(serde_json::to_string(&hash).unwrap(), json.to_string());
+        assert!(hash == json);
+        assert!(hash != serde_json::json!({"a": "1", "c": "x\"y"}));
+        assert!(hash != serde_json::json!({"a": "1", "c": "x\"y", "d": "", "e": ""}));
+        assert!(hash != serde_json::json!({"a": 1, "c": "x\"y", "d": ""}));
+        let object = Source::Json(serde_json::json!({"a": {"b": 2}, "c": "3"}));
+        assert_eq!(
+            object.fields(&["a", "c"].map(String::from)),
+            vec![Some(r#"{"b":2}"#.into()), Some("3".into())]
+        );
+    }
 }
