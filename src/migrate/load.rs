@@ -59,11 +59,12 @@ impl Counts {
     }
 }
 
-/// A row for a table: its key, the whole Redis value, and where its COPY line is in the
-/// batch's text.
+/// A row for a table: its key, where its COPY line is in the batch's text, and in incremental
+/// mode the whole Redis value, to compare with the row's (a full run drops it once written
+/// into the line: it is most of a page's memory).
 pub(crate) struct Row {
     pub(crate) source_key: String,
-    pub(crate) source: Source,
+    pub(crate) source: Option<Source>,
     pub(crate) line: Range<usize>,
 }
 

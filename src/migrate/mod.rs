@@ -333,7 +333,7 @@ impl Migrate {
                             text.end();
                             rows.push(Row {
                                 source_key: key.to_string(),
-                                source,
+                                source: self.incremental.then_some(source),
                                 line: start..text.0.len(),
                             });
                         }
@@ -402,7 +402,10 @@ impl Migrate {
                 let before = batch.rows.len();
                 batch
                     .rows
-                    .retain(|r| current.get(&r.source_key).is_none_or(|v| r.source != *v));
+                    .retain(|r| match (current.get(&r.source_key), &r.source) {
+                        (Some(now), Some(source)) => source != now,
+                        _ => true,
+                    });
                 counts.unchanged += (before - batch.rows.len()) as u64;
             }
         }
