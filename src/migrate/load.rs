@@ -15,11 +15,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Client;
 
+use super::copy::CopyText;
 use super::source::Source;
 use crate::db::postgres::{Target, describe};
 
 /// The `migrated_run` of a row the app wrote through during dual writes.
 const APP_ROW: &str = "app";
+
+/// The columns every table has, at the end of each COPY line (`end_line`).
+const LINE_END: [&str; 3] = ["source_key", "source", "migrated_run"];
+
+/// Ends a row's COPY line, after its cells, with its key, its whole value and its run.
+pub(crate) fn end_line(text: &mut CopyText, key: &str, source: &Source, run: &str) {
+    text.text(key);
+    text.tab();
+    text.json(source);
+    text.tab();
+    text.text(run);
+    text.end();
+}
 
 /// Where a run is: the SCAN cursor to go on from, and what it counted so far.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -241,7 +255,7 @@ impl Loader {
             );
             let mut columns: Vec<String> =
                 batch.columns.iter().map(|c| format!("\"{c}\"")).collect();
-            columns.extend(["source_key".into(), "source".into(), "migrated_run".into()]);
+            columns.extend(LINE_END.map(String::from));
             let list = columns.join(", ");
             let text = batch.copy_text();
             let t = quote(table);

@@ -325,12 +325,7 @@ impl Migrate {
                     let start = text.0.len();
                     match self.mapping.row(entity, key, &source, text) {
                         Ok(()) => {
-                            text.text(key);
-                            text.tab();
-                            text.json(&source);
-                            text.tab();
-                            text.text(run);
-                            text.end();
+                            load::end_line(text, key, &source, run);
                             rows.push(Row {
                                 source_key: key.to_string(),
                                 source: self.incremental.then_some(source),
