@@ -282,23 +282,9 @@ impl Mapping {
     }
 
     /// Writes the cells of the row for `key` into `out`, each followed by a tab; or says why
-    /// the record cannot be a row, and leaves `out` as it was.
+    /// the record cannot be a row (the cells before the failing one stay written: the caller
+    /// cuts its line off).
     pub(crate) fn row(
-        &self,
-        entity: &Entity,
-        key: &str,
-        value: &Source,
-        out: &mut CopyText,
-    ) -> Result<(), String> {
-        let start = out.0.len();
-        let written = self.cells(entity, key, value, out);
-        if written.is_err() {
-            out.0.truncate(start);
-        }
-        written
-    }
-
-    fn cells(
         &self,
         entity: &Entity,
         key: &str,

@@ -332,19 +332,22 @@ impl Migrate {
                                 line: start..text.0.len(),
                             });
                         }
-                        Err(why) => page.rejects.push(reject(why)),
+                        Err(why) => {
+                            // Cut off the cells written before the one that failed.
+                            text.0.truncate(start);
+                            page.rejects.push(reject(why));
+                        }
                     }
                 }
             }
         }
+        // An entity whose every record was rejected has no batch.
         page.batches = lines
             .into_iter()
+            .filter(|(_, (_, rows))| !rows.is_empty())
             .map(|(i, (text, rows))| {
                 let entity = &self.mapping.entities[i];
-                if !rows.is_empty() {
-                    *page.counts.entities.entry(entity.name.clone()).or_default() +=
-                        rows.len() as u64;
-                }
+                *page.counts.entities.entry(entity.name.clone()).or_default() += rows.len() as u64;
                 let batch = Batch {
                     table: entity.table.clone(),
                     columns: entity.columns.iter().map(|c| c.name.clone()).collect(),
