@@ -282,8 +282,15 @@ class Handler(BaseHTTPRequestHandler):
         print(f"{self.address_string()} {fmt % args}", file=sys.stderr)
 
 
+class Server(ThreadingHTTPServer):
+    # Node listens with a backlog of 511. socketserver's default of 5 overflows when nginx
+    # opens a connection per request under a load probe: a dropped SYN is retried after 1 s,
+    # then 3 s, past nginx's 2 s connect timeout, and the request fails.
+    request_queue_size = 511
+
+
 def main():
-    server = ThreadingHTTPServer(("0.0.0.0", SETTINGS["port"]), Handler)
+    server = Server(("0.0.0.0", SETTINGS["port"]), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"relay stand-in listening on {SETTINGS['port']} in mode {SETTINGS['mode']}")
     server.serve_forever()
