@@ -155,6 +155,34 @@ impl Target {
         .await
         .map_err(|why| format!("cannot connect to PostgreSQL at {}: {why}", self.display))
     }
+
+    /// Connects to a database runner will write to: it must store text as UTF-8. A `SQL_ASCII`
+    /// database (what initdb makes without a locale) accepts any bytes without checking them,
+    /// so non-ASCII values would reach clients that cannot decode them.
+    pub(crate) async fn connect_utf8(&self, window: Duration) -> Result<Client, String> {
+        let client = self.connect(window).await?;
+        let row = client
+            .query_one(
+                "SELECT current_database(), current_setting('server_encoding')",
+                &[],
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot read the encoding of {}: {}",
+                    self.display,
+                    describe(&e)
+                )
+            })?;
+        let (database, encoding): (String, String) = (row.get(0), row.get(1));
+        if encoding != "UTF8" {
+            return Err(format!(
+                "database `{database}` at {} has encoding {encoding}, not UTF8: runner writes only to UTF8 databases, since any other encoding stores or garbles non-ASCII text that the app cannot read back; create it with `ENCODING 'UTF8'` (initdb --encoding=UTF8 or a UTF-8 locale, as the official postgres image does)",
+                self.display
+            ));
+        }
+        Ok(client)
+    }
 }
 
 fn classify(e: &tokio_postgres::Error) -> Failure {

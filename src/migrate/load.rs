@@ -167,7 +167,9 @@ impl Loader {
         run: &str,
         mode: &str,
     ) -> Result<(Loader, Option<Checkpoint>), String> {
-        let client = target.connect(std::time::Duration::from_secs(30)).await?;
+        let client = target
+            .connect_utf8(std::time::Duration::from_secs(30))
+            .await?;
         // Pages are written side by side: a row another page holds is never waited on for long.
         client
             .batch_execute("SET lock_timeout = '30s'")
@@ -411,6 +413,27 @@ pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Resul
         .transaction()
         .await
         .map_err(sql_err("cannot begin"))?;
+    // A run registers itself before it writes anything: without its row (a run refused at
+    // connection, or a database without the schema) there is nothing to undo.
+    let registered = transaction
+        .query_one(
+            "SELECT to_regclass('claude_data.migration_runs') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(sql_err("cannot read the migration runs"))?
+        .get::<_, bool>(0)
+        && transaction
+            .query_opt(
+                "SELECT 1 FROM claude_data.migration_runs WHERE run_id = $1",
+                &[&run],
+            )
+            .await
+            .map_err(sql_err("cannot read the migration runs"))?
+            .is_some();
+    if !registered {
+        return Ok(0);
+    }
     let mut removed = 0;
     for table in tables.iter().rev() {
         let t = quote(table);

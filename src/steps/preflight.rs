@@ -107,7 +107,7 @@ impl Preflight {
         }
         if let Some(pg) = &self.postgres {
             let answer = async {
-                let client = pg.connect(self.within).await?;
+                let client = pg.connect_utf8(self.within).await?;
                 let row = client
                     .query_one("SELECT version()", &[])
                     .await

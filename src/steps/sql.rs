@@ -254,7 +254,7 @@ impl Sql {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
-        let mut client = self.target.connect(self.connect_within).await?;
+        let mut client = self.target.connect_utf8(self.connect_within).await?;
         let history = self.history.name();
         let setup = format!(
             "CREATE SCHEMA IF NOT EXISTS \"{}\"; CREATE TABLE IF NOT EXISTS {history} (

@@ -474,3 +474,67 @@ mode = "0644"
     assert_eq!(read("shared_preload_libraries"), "pg_stat_statements");
     assert_eq!(read("password_encryption"), "scram-sha-256");
 }
+
+/// A database that stores text as `SQL_ASCII` (what initdb makes without a locale) takes any
+/// bytes unchecked: preflight, the sql step and the migration each refuse it, naming the
+/// database, before anything is written to it.
+#[test]
+fn a_sql_ascii_database_is_refused_before_anything_is_written() {
+    let admin = service("RUNNER_TEST_PG_URL");
+    let db = format!("t_ascii_{}", std::process::id());
+    psql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    psql(
+        &admin,
+        &format!(
+            "CREATE DATABASE {db} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ),
+    );
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let tables = || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')",
+        )
+    };
+    let refusal = format!("database `{db}`");
+
+    let p = Project::new();
+    p.write(
+        "preflight.toml",
+        &format!(
+            "[playbook]\nname = \"ascii\"\n\n[[steps]]\nid = \"preflight\"\nkind = \"preflight\"\npostgres = \"{url}\"\n"
+        ),
+    );
+    let out = p.run(&["apply", "preflight.toml", "--yes"]).expect(4);
+    assert!(out.stdout.contains(&refusal), "{}", out.stdout);
+    assert!(out.stdout.contains("SQL_ASCII"), "{}", out.stdout);
+
+    let p = sql_project("sql/*.up.sql", "rollback");
+    copy_shipped_sql(&p);
+    let out = run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(4);
+    assert!(out.stdout.contains(&refusal), "{}", out.stdout);
+    assert_eq!(
+        tables(),
+        "0",
+        "the sql step wrote nothing, not even its history table"
+    );
+
+    // The migration connects and checks before it registers its run.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let redis = service("RUNNER_TEST_REDIS_URL");
+    p.write(
+        "migrate.toml",
+        &format!(
+            "[playbook]\nname = \"ascii\"\n\n[[steps]]\nid = \"migrate\"\nkind = \"migrate\"\nredis = \"{redis}/9\"\npostgres = \"{url}\"\nmapping = \"{}\"\n",
+            repo.join("playbooks/relay-mapping.toml").display()
+        ),
+    );
+    let out = p.run(&["apply", "migrate.toml", "--yes"]).expect(4);
+    assert!(out.stdout.contains(&refusal), "{}", out.stdout);
+    assert_eq!(tables(), "0");
+    psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
+}
