@@ -6,6 +6,12 @@ GET /api/keys/{id} -> the API key's hash and its all-time usage, from the store 
 POST /api/usage/{id} {"input": n, "output": m} -> records one request's usage, in the stores
 the mode writes.
 
+Faults for runner's tests (STANDIN_FAULT, comma-separated; unset in the bundled stack), each one
+that a /health check cannot see:
+  lookup_errors     GET /api/keys/{id} answers 500; /health stays healthy;
+  lookup_delay=MS   GET /api/keys/{id} answers MS milliseconds late;
+  slowdown=F        every answer takes F times as long as it would (same answers).
+
 The three modes of the migration:
   redis_only        reads and writes Redis;
   dual_write        (ENABLE_DUAL_WRITE) writes Redis and PostgreSQL, reads Redis;
@@ -17,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
@@ -39,6 +46,20 @@ READS_POSTGRES = SETTINGS["enable_postgres"] and SETTINGS["mode"] == "postgres_p
 WRITES_REDIS = not READS_POSTGRES or SETTINGS["dual_write"]
 WRITES_POSTGRES = SETTINGS["enable_postgres"] and (SETTINGS["dual_write"] or READS_POSTGRES)
 USAGE_FIELDS = {"input": "totalInputTokens", "output": "totalOutputTokens"}
+
+
+def faults():
+    found = {}
+    for item in filter(None, os.environ.get("STANDIN_FAULT", "").split(",")):
+        name, _, value = item.strip().partition("=")
+        found[name] = float(value) if value else True
+    unknown = set(found) - {"lookup_errors", "lookup_delay", "slowdown"}
+    if unknown:
+        sys.exit(f"STANDIN_FAULT: unknown fault(s) {sorted(unknown)}")
+    return found
+
+
+FAULTS = faults()
 
 
 REDIS = redis.Redis(
@@ -234,6 +255,31 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        self.answer(self.get)
+
+    def do_POST(self):
+        self.answer(self.post)
+
+    def answer(self, handle):
+        started = time.monotonic()
+        lookup = self.command == "GET" and self.path.startswith("/api/keys/")
+        if lookup and "lookup_delay" in FAULTS:
+            time.sleep(FAULTS["lookup_delay"] / 1000)
+        if lookup and "lookup_errors" in FAULTS:
+            self.send_json(500, {"error": "injected fault: lookup_errors"})
+            return
+        if "slowdown" in FAULTS:
+            # The work is done, then the answer waits (F - 1) times as long as it took.
+            real_send = self.send_json
+
+            def late(status, body):
+                time.sleep((FAULTS["slowdown"] - 1) * (time.monotonic() - started))
+                real_send(status, body)
+
+            self.send_json = late
+        handle()
+
+    def get(self):
         if self.path.startswith("/api/keys/"):
             try:
                 found = read_key(self.path.removeprefix("/api/keys/"))
@@ -261,7 +307,7 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def do_POST(self):
+    def post(self):
         if not self.path.startswith("/api/usage/"):
             self.send_json(404, {"error": "not found"})
             return

@@ -343,13 +343,19 @@ impl HttpCheck {
 
 fn assertion(raw: &Spanned<RawAssertion>, cx: &mut Checker<'_>) -> Option<Assertion> {
     let a = raw.get_ref();
-    let json = |v: &toml::Value| serde_json::to_value(v).expect("a TOML value is JSON");
+    // A string to compare with may use templates (`equals = "{{vars.canary_name}}"`).
+    let mut json = |v: &toml::Value| match v {
+        toml::Value::String(s) => cx
+            .text(&Spanned::new(raw.span(), s.clone()))
+            .map(serde_json::Value::String),
+        v => Some(serde_json::to_value(v).expect("a TOML value is JSON")),
+    };
     let mut tests = Vec::new();
     if let Some(v) = &a.equals {
-        tests.push(Test::Equals(json(v)));
+        tests.push(Test::Equals(json(v)?));
     }
     if let Some(v) = &a.not_equals {
-        tests.push(Test::NotEquals(json(v)));
+        tests.push(Test::NotEquals(json(v)?));
     }
     if let Some(v) = a.exists {
         tests.push(Test::Exists(v));
@@ -361,7 +367,7 @@ fn assertion(raw: &Spanned<RawAssertion>, cx: &mut Checker<'_>) -> Option<Assert
         tests.push(Test::Lt(v));
     }
     if let Some(v) = &a.one_of {
-        tests.push(Test::In(v.iter().map(json).collect()));
+        tests.push(Test::In(v.iter().map(&mut json).collect::<Option<_>>()?));
     }
     if let Some(pattern) = &a.matches {
         match regex::Regex::new(pattern) {
