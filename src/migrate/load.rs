@@ -406,8 +406,16 @@ async fn copy(
     sink.as_mut().finish().await
 }
 
-/// Puts PostgreSQL back as it was before run `run`: its rows go, the rows it overwrote return.
-pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Result<u64, String> {
+/// What undoing a run did: its rows removed, and the overwritten rows not put back because the
+/// app has written the key since (that row is newer than both).
+pub(crate) struct Undone {
+    pub(crate) removed: u64,
+    pub(crate) kept: u64,
+}
+
+/// Puts PostgreSQL back as it was before run `run`: its rows go, the rows it overwrote return,
+/// except where the app has rewritten a key since.
+pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Result<Undone, String> {
     let mut client = target.connect(std::time::Duration::from_secs(30)).await?;
     let transaction = client
         .transaction()
@@ -432,25 +440,39 @@ pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Resul
             .map_err(sql_err("cannot read the migration runs"))?
             .is_some();
     if !registered {
-        return Ok(0);
+        return Ok(Undone {
+            removed: 0,
+            kept: 0,
+        });
     }
-    let mut removed = 0;
+    let (mut removed, mut kept) = (0, 0);
     for table in tables.iter().rev() {
         let t = quote(table);
         removed += transaction
             .execute(&format!("DELETE FROM {t} WHERE migrated_run = $1"), &[&run])
             .await
             .map_err(sql_err(&format!("cannot remove the rows of {table}")))?;
-        transaction
+        let saved: i64 = transaction
+            .query_one(
+                "SELECT count(*) FROM claude_data.migration_undo WHERE run_id = $1 AND table_name = $2",
+                &[&run, table],
+            )
+            .await
+            .map_err(sql_err(&format!("cannot count the saved rows of {table}")))?
+            .get(0);
+        // After this run's rows are gone, a row that still holds a key is one the app wrote.
+        let restored = transaction
             .execute(
                 &format!(
                     "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, u.previous)).*
-                     FROM claude_data.migration_undo u WHERE u.run_id = $1 AND u.table_name = $2"
+                     FROM claude_data.migration_undo u WHERE u.run_id = $1 AND u.table_name = $2
+                     ON CONFLICT DO NOTHING"
                 ),
                 &[&run, table],
             )
             .await
             .map_err(sql_err(&format!("cannot put back the rows of {table}")))?;
+        kept += u64::try_from(saved).unwrap_or(0).saturating_sub(restored);
     }
     for sql in [
         "DELETE FROM claude_data.migration_undo WHERE run_id = $1",
@@ -466,5 +488,5 @@ pub(crate) async fn undo(target: &Target, run: &str, tables: &[String]) -> Resul
         .commit()
         .await
         .map_err(sql_err("cannot commit the rollback"))?;
-    Ok(removed)
+    Ok(Undone { removed, kept })
 }

@@ -500,10 +500,14 @@ impl Page {
 impl Written {
     pub(crate) async fn restore(&self) -> Result<String, StepError> {
         let target = postgres::Target::parse(&self.postgres)?;
-        let removed = load::undo(&target, &self.run, &self.tables).await?;
+        let undone = load::undo(&target, &self.run, &self.tables).await?;
+        let kept = match undone.kept {
+            0 => String::new(),
+            n => format!(" ({n} kept as the app rewrote them since)"),
+        };
         Ok(format!(
-            "removed the {removed} row(s) of run {} and put back the rows it overwrote",
-            self.run
+            "removed the {} row(s) of run {} and put back the rows it overwrote{kept}",
+            undone.removed, self.run
         ))
     }
 }

@@ -423,3 +423,54 @@ fn sigkill_at_10_50_and_90_percent_then_resume_gives_the_same_tables() {
         assert_eq!(fingerprint(&pg), expected, "killed at {percent} %");
     }
 }
+
+/// The rollback of a migration run puts back the rows it overwrote, but never over a row the app
+/// wrote since (dual writes, `migrated_run = 'app'`): that row is newer than both.
+#[test]
+fn rolling_back_a_migration_keeps_a_row_the_app_rewrote_since() {
+    let db = 14;
+    seed(db, 20, false);
+    let pg = fresh_database("appwins");
+    let p = Project::new();
+    p.write("full.toml", &playbook(db, &pg, ""));
+    p.run(&["apply", "--yes", "full.toml"]).expect(0);
+    let key = psql(
+        &pg,
+        "SELECT source_key FROM claude_data.usage_rollups WHERE source_key LIKE 'usage:%' \
+         AND source_key NOT LIKE 'usage:%:%' ORDER BY 1 LIMIT 1",
+    );
+    redis_cli(db, &["HSET", &key, "totalRequests", "500"]);
+    p.write(
+        "incremental.toml",
+        &playbook(db, &pg, "mode = \"incremental\""),
+    );
+    let run = p.run(&["apply", "--yes", "incremental.toml"]).expect(0);
+    assert!(run.stdout.contains(": 1 rows written,"), "{}", run.stdout);
+    // The app, writing through, after the migration read the key.
+    redis_cli(db, &["HSET", &key, "totalRequests", "501"]);
+    psql(
+        &pg,
+        &format!(
+            "UPDATE claude_data.usage_rollups SET requests = 501, \
+             source = source || '{{\"totalRequests\": \"501\"}}', migrated_run = 'app' \
+             WHERE source_key = '{key}'"
+        ),
+    );
+    let rollback = p.run(&["rollback", "--yes"]).expect(0);
+    assert!(
+        rollback
+            .stdout
+            .contains("(1 kept as the app rewrote them since)"),
+        "{}",
+        rollback.stdout
+    );
+    assert_eq!(
+        psql(
+            &pg,
+            &format!(
+                "SELECT requests || ' ' || migrated_run FROM claude_data.usage_rollups WHERE source_key = '{key}'"
+            )
+        ),
+        "501 app"
+    );
+}
