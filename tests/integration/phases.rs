@@ -4,6 +4,7 @@
 //! `runner rollback` to the app that reads Redis. A client goes through the load balancer the
 //! whole time and must see no failed request.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -16,15 +17,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::docker::{Stack, docker, free_port};
-use crate::support::{Project, Run, example_secrets, finish, tool_output};
+use crate::support::{Project, Run, example_secrets, finish, psql, tool_output};
 
 const REDIS_PASSWORD: &str = "test-redis-password";
+/// The API key the shipped playbooks write and look up in their health gates.
+const CANARY: &str = "00000000-0000-4000-8000-00000000c0de";
+/// Faults of the new app that its /health cannot see (the stand-in's STANDIN_FAULT).
+const FAULTS: &[&str] = &["lookup_errors"];
 
 struct Phases {
     p: Project,
     stack: Stack,
     lb: u16,
     redis: u16,
+    postgres: u16,
     vars: Vec<String>,
 }
 
@@ -36,13 +42,13 @@ impl Phases {
             std::os::unix::fs::symlink(repo.join(dir), p.file(dir)).unwrap();
         }
         let stack = Stack::new("phases");
-        let (lb, redis) = (free_port(), free_port());
+        let (lb, redis, postgres) = (free_port(), free_port(), free_port());
         let vars = [
             format!("project={}", stack.name),
             format!("lb_container={}-lb", stack.name),
             format!("lb_port={lb}"),
             format!("redis_published_port={redis}"),
-            format!("postgres_published_port={}", free_port()),
+            format!("postgres_published_port={postgres}"),
             format!("exporter_published_port={}", free_port()),
         ]
         .into_iter()
@@ -53,6 +59,7 @@ impl Phases {
             stack,
             lb,
             redis,
+            postgres,
             vars,
         }
     }
@@ -101,6 +108,32 @@ impl Phases {
             .map(|(k, v)| (k, Value::String(v)))
             .collect::<Map<_, _>>()
             .into()
+    }
+
+    /// The all-time request counter of an API key in Redis.
+    fn requests(&self, id: &str) -> u64 {
+        self.hash(&format!("usage:{id}"))["totalRequests"]
+            .as_str()
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// The same counter in PostgreSQL.
+    fn postgres_requests(&self, id: &str) -> u64 {
+        let (_, password) = example_secrets()
+            .into_iter()
+            .find(|(k, _)| *k == "POSTGRES_PASSWORD")
+            .unwrap();
+        let url = format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/claude_relay",
+            self.postgres
+        );
+        let n = psql(
+            &url,
+            &format!(
+                "SELECT coalesce(requests, 0) FROM claude_data.usage_rollups WHERE source_key = 'usage:{id}'"
+            ),
+        );
+        if n.is_empty() { 0 } else { n.parse().unwrap() }
     }
 
     /// The running containers of the stack: name and id.
@@ -165,8 +198,28 @@ fn get_json(port: u16, path: &str) -> Value {
 #[derive(Default, Debug)]
 struct Traffic {
     ok: u64,
-    failed: Vec<String>,
+    /// When each failed request was sent, and what it got.
+    failed: Vec<(Instant, String)>,
+    /// When each request that took over a second was sent.
+    slow: Vec<Instant>,
     worst: Duration,
+    /// Successful usage writes, per key.
+    writes: BTreeMap<String, u64>,
+}
+
+impl Traffic {
+    /// From the first failed or slow request to the last: how long users saw the fault.
+    fn degraded_for(&self) -> Option<Duration> {
+        let times = self
+            .failed
+            .iter()
+            .map(|(t, _)| *t)
+            .chain(self.slow.iter().copied());
+        let (first, last) = times.fold(None, |span: Option<(Instant, Instant)>, t| {
+            Some(span.map_or((t, t), |(a, b)| (a.min(t), b.max(t))))
+        })?;
+        Some(last - first)
+    }
 }
 
 /// Reads keys and records usage through the load balancer until stopped.
@@ -185,17 +238,27 @@ impl Client {
             while !flag.load(Ordering::Relaxed) {
                 let key = &keys[i % keys.len()];
                 let start = Instant::now();
-                let result = if i % 4 == 0 {
+                let write = i % 4 == 0;
+                let result = if write {
                     let body = r#"{"input": 3, "output": 5}"#;
                     request(port, "POST", &format!("/api/usage/{key}"), body)
                 } else {
                     request(port, "GET", &format!("/api/keys/{key}"), "")
                 };
-                traffic.worst = traffic.worst.max(start.elapsed());
+                let took = start.elapsed();
+                traffic.worst = traffic.worst.max(took);
+                if took > Duration::from_secs(1) {
+                    traffic.slow.push(start);
+                }
                 match result {
-                    Ok((200, _)) => traffic.ok += 1,
-                    Ok((status, body)) => traffic.failed.push(format!("{status}: {body}")),
-                    Err(e) => traffic.failed.push(e),
+                    Ok((200, _)) => {
+                        traffic.ok += 1;
+                        if write {
+                            *traffic.writes.entry(key.clone()).or_default() += 1;
+                        }
+                    }
+                    Ok((status, body)) => traffic.failed.push((start, format!("{status}: {body}"))),
+                    Err(e) => traffic.failed.push((start, e)),
                 }
                 i += 1;
             }
@@ -204,21 +267,27 @@ impl Client {
         Client { stop, thread }
     }
 
+    /// Stops the client and reports what it saw.
     fn stop(self, what: &str) -> Traffic {
         self.stop.store(true, Ordering::Relaxed);
         let traffic = self.thread.join().unwrap();
         eprintln!(
-            "{what}: {} requests through the load balancer, {} failed, worst latency {:?}",
+            "{what}: {} requests through the load balancer, {} failed, {} over 1 s, worst latency {:?}, degraded for {:?}",
             traffic.ok + traffic.failed.len() as u64,
             traffic.failed.len(),
-            traffic.worst
+            traffic.slow.len(),
+            traffic.worst,
+            traffic.degraded_for(),
         );
         assert!(traffic.ok > 0, "{what}: the client sent nothing");
-        assert!(
-            traffic.failed.is_empty(),
-            "{what}: failed requests: {:?}",
-            &traffic.failed[..traffic.failed.len().min(10)]
-        );
+        traffic
+    }
+
+    /// Stops the client, which must have seen no failure.
+    fn stop_clean(self, what: &str) -> Traffic {
+        let traffic = self.stop(what);
+        let failed: Vec<_> = traffic.failed.iter().take(10).map(|(_, f)| f).collect();
+        assert!(failed.is_empty(), "{what}: failed requests: {failed:?}");
         traffic
     }
 }
@@ -244,11 +313,19 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
         .redis_cli(&["--scan", "--pattern", "apikey:*"])
         .lines()
         .filter_map(|k| k.strip_prefix("apikey:"))
-        .filter(|id| id.len() == 36)
+        .filter(|id| id.len() == 36 && *id != CANARY)
         .take(40)
         .map(str::to_string)
         .collect();
     assert_eq!(keys.len(), 40);
+    let requests_before: BTreeMap<String, u64> =
+        keys.iter().map(|k| (k.clone(), ph.requests(k))).collect();
+    let mut writes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut count = |traffic: Traffic| {
+        for (key, n) in traffic.writes {
+            *writes.entry(key).or_default() += n;
+        }
+    };
     let client = Client::start(ph.lb, keys.clone());
 
     // hybrid with an app that never turns healthy: it rolls back on its own; app-blue serves on.
@@ -294,9 +371,53 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
         (Some("green"), Some("redis"))
     );
     assert_eq!(health["dual_write"], true);
+    count(client.stop_clean("hybrid (failed, then killed and resumed)"));
 
+    // postgres_primary with an app whose fault /health cannot see: the phase's gates on real
+    // requests roll it back, and the app that reads Redis serves on.
+    for (n, fault) in FAULTS.iter().enumerate() {
+        let context = format!("faulty-app-{n}");
+        ph.p.write(
+            &format!("{context}/Dockerfile"),
+            &format!("FROM claude-relay-service:stand-in\nENV STANDIN_FAULT={fault}\n"),
+        );
+        let client = Client::start(ph.lb, keys.clone());
+        let started = Instant::now();
+        let run = finish(ph.apply(
+            "postgres_primary",
+            &["--var".to_string(), format!("app_context={context}")],
+        ))
+        .expect(4);
+        let took = started.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        let traffic = client.stop(&format!("postgres_primary with STANDIN_FAULT={fault}"));
+        let failed_step = run
+            .stdout
+            .lines()
+            .find(|l| l.contains("FAILED"))
+            .unwrap_or_default()
+            .to_string();
+        let degraded = traffic.degraded_for().unwrap_or_default();
+        eprintln!(
+            "STANDIN_FAULT={fault}: rolled back in {took:?} by `{}`; users saw it for {degraded:?}",
+            failed_step.trim()
+        );
+        assert!(
+            degraded < Duration::from_secs(15),
+            "STANDIN_FAULT={fault}: users saw the fault for {degraded:?}"
+        );
+        let health = get_json(ph.lb, "/health");
+        assert_eq!(
+            (health["instance"].as_str(), health["reads"].as_str()),
+            (Some("green"), Some("redis")),
+            "STANDIN_FAULT={fault}: the old app serves again"
+        );
+        count(traffic);
+    }
+
+    let client = Client::start(ph.lb, keys.clone());
     finish(ph.apply("postgres_primary", &[])).expect(0);
-    client.stop("hybrid (failed, then killed and resumed) and postgres_primary");
+    count(client.stop_clean("postgres_primary"));
 
     // The app now serves from PostgreSQL exactly what Redis holds.
     assert_eq!(get_json(ph.lb, "/health")["reads"], "postgres");
@@ -318,7 +439,7 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     ph.run(&["rollback", "--yes"]).expect(0);
     let took = start.elapsed();
     std::thread::sleep(Duration::from_millis(500));
-    client.stop("runner rollback of postgres_primary");
+    count(client.stop_clean("runner rollback of postgres_primary"));
     eprintln!("runner rollback of postgres_primary took {took:?}");
     assert!(took < Duration::from_secs(30), "rollback took {took:?}");
     let health = get_json(ph.lb, "/health");
@@ -329,4 +450,19 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     let served = get_json(ph.lb, &format!("/api/keys/{}", keys[0]));
     assert_eq!(served["from"], "redis");
     assert_eq!(served["usage"], ph.hash(&format!("usage:{}", keys[0])));
+
+    // No update lost: every key's request counter is what it was plus the writes the client
+    // saw succeed, in Redis and in PostgreSQL.
+    let written: u64 = writes.values().sum();
+    assert!(written > 0, "the client wrote nothing");
+    for id in &keys {
+        let expected = requests_before[id] + writes.get(id).copied().unwrap_or(0);
+        assert_eq!(ph.requests(id), expected, "Redis: requests of {id}");
+        assert_eq!(
+            ph.postgres_requests(id),
+            expected,
+            "PostgreSQL: requests of {id}"
+        );
+    }
+    eprintln!("{written} usage writes counted, none lost in Redis or PostgreSQL");
 }
