@@ -388,12 +388,13 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
     let mut reporter = Reporter::new(cli.format);
     let _lock = take_lock(cli, force_unlock, &mut reporter)?;
     let runs = journal::list(&cli.state_dir)?;
-    let Some(state) = runs.into_iter().last() else {
+    let Some(last) = runs.into_iter().last() else {
         return Err(Error::refused(
             format!("there is no run to resume in `{}`", cli.state_dir.display()),
             None,
         ));
     };
+    let state = last.readable()?;
     if let Some(status) = state.status.filter(|s| *s != RunStatus::Paused) {
         return Err(Error::refused(
             format!(
@@ -438,8 +439,7 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
         eprintln!("nothing resumed");
         return Ok(exit_code::REFUSED);
     }
-    let journal = Journal::reopen(&state.dir, state.last_seq())?;
-    let emitter = Emitter::new(journal, &mut reporter, playbook.secrets.clone());
+    let emitter = reopen(&state, &mut reporter, playbook.secrets.clone())?;
     let mut run = Run {
         playbook: &playbook,
         dir: &state.dir,
@@ -466,8 +466,7 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
         eprintln!("nothing rolled back");
         return Ok(exit_code::REFUSED);
     }
-    let journal = Journal::reopen(&state.dir, state.last_seq())?;
-    let mut emitter = Emitter::new(journal, &mut reporter, Default::default());
+    let mut emitter = reopen(&state, &mut reporter, Default::default())?;
     let mut undos = Vec::new();
     for (step, undo, secrets) in pending {
         emitter.also_redact(&secrets);
@@ -491,8 +490,30 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
     })
 }
 
+/// The journal of an earlier run, opened to append to (its torn tail mended, and said so).
+fn reopen<'r>(
+    state: &RunState,
+    reporter: &'r mut Reporter,
+    secrets: crate::secrets::Secrets,
+) -> Result<Emitter<'r>> {
+    let (journal, note) = Journal::reopen(state)?;
+    let mut emitter = Emitter::new(journal, reporter, secrets);
+    if let Some(message) = note {
+        emitter.emit(Event::Warning { message })?;
+    }
+    Ok(emitter)
+}
+
 fn pick_run(state_dir: &Path, id: Option<&str>) -> Result<RunState> {
-    let runs = journal::list(state_dir)?;
+    find_run(journal::list(state_dir)?, state_dir, id)?.readable()
+}
+
+/// The run named, or the last one.
+fn find_run(
+    runs: Vec<journal::Listed>,
+    state_dir: &Path,
+    id: Option<&str>,
+) -> Result<journal::Listed> {
     let found = match id {
         Some(id) => runs.into_iter().find(|r| r.id() == id),
         None => runs.into_iter().last(),
@@ -515,12 +536,15 @@ fn status(state_dir: &Path, id: Option<&str>, format: Format) -> Result<u8> {
     if format == Format::Json {
         let list: Vec<_> = runs
             .iter()
-            .map(|r| {
-                serde_json::json!({
+            .map(|listed| match listed {
+                journal::Listed::Run(r) => serde_json::json!({
                     "run_id": r.id(), "playbook": r.header.name, "phase": r.header.run.phase,
                     "started_at": r.header.run.started_at, "status": describe(r),
                     "succeeded_steps": r.succeeded.len(),
-                })
+                }),
+                journal::Listed::Damaged { id, why } => serde_json::json!({
+                    "run_id": id, "status": "damaged", "error": why,
+                }),
             })
             .collect();
         println!(
@@ -533,17 +557,26 @@ fn status(state_dir: &Path, id: Option<&str>, format: Format) -> Result<u8> {
         println!("no runs in `{}`", state_dir.display());
         return Ok(exit_code::SUCCESS);
     }
-    for r in &runs {
-        println!(
-            "{}  {:<20} {:<18} {:<16} {} step(s) ok",
-            r.id(),
-            r.header.name,
-            r.header.run.phase,
-            describe(r),
-            r.succeeded.len()
-        );
+    for listed in &runs {
+        match listed {
+            journal::Listed::Run(r) => println!(
+                "{}  {:<20} {:<18} {:<16} {} step(s) ok",
+                r.id(),
+                r.header.name,
+                r.header.run.phase,
+                describe(r),
+                r.succeeded.len()
+            ),
+            journal::Listed::Damaged { id, why } => println!("{id}  damaged: {why}"),
+        }
     }
-    let chosen = pick_run(state_dir, id)?;
+    let chosen = match find_run(runs, state_dir, id)? {
+        journal::Listed::Run(chosen) => chosen,
+        journal::Listed::Damaged { id, why } => {
+            println!("\nrun {id}: damaged: {why}");
+            return Ok(exit_code::SUCCESS);
+        }
+    };
     println!("\nrun {} ({}):", chosen.id(), describe(&chosen));
     for record in &chosen.records {
         let line = match &record.event {

@@ -80,20 +80,45 @@ impl Journal {
         Ok(journal)
     }
 
-    /// Reopens a run's journal to append to it (resume, rollback).
-    pub(crate) fn reopen(dir: &Path, last_seq: u64) -> Result<Journal> {
-        let path = dir.join(FILE);
-        let file = OpenOptions::new()
+    /// Reopens a run's journal to append to it (resume, rollback). A torn last line (a crash
+    /// mid-write) is cut off first, so that nothing is appended onto it; the note says so.
+    pub(crate) fn reopen(state: &RunState) -> Result<(Journal, Option<String>)> {
+        let path = state.dir.join(FILE);
+        let mut file = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(Error::io(format!(
                 "cannot open journal `{}`",
                 path.display()
             )))?;
-        Ok(Journal {
+        let note = match state.tail {
+            Some(Tail::Torn { kept, cut }) => {
+                file.set_len(kept)
+                    .and_then(|()| file.sync_data())
+                    .map_err(Error::io(format!(
+                        "cannot cut the torn last line of `{}`",
+                        path.display()
+                    )))?;
+                Some(format!(
+                    "the journal's last line was torn (a crash while writing it): cut its {cut} byte(s) before appending"
+                ))
+            }
+            Some(Tail::Unterminated) => {
+                file.write_all(b"\n")
+                    .and_then(|()| file.sync_data())
+                    .map_err(Error::io(format!(
+                        "cannot end the last line of `{}`",
+                        path.display()
+                    )))?;
+                None
+            }
+            None => None,
+        };
+        let journal = Journal {
             file,
-            seq: last_seq,
-        })
+            seq: state.last_seq(),
+        };
+        Ok((journal, note))
     }
 
     pub(crate) fn append(&mut self, event: &Event) -> Result<Record> {
@@ -132,6 +157,25 @@ pub(crate) struct RunState {
     pub(crate) rolled_back: BTreeSet<String>,
     /// `None`: the run never finished (it crashed or is running).
     pub(crate) status: Option<RunStatus>,
+    /// A last line a crash left unfinished, mended before the next append.
+    pub(crate) tail: Option<Tail>,
+}
+
+/// How a crash mid-write left the journal's last line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Tail {
+    /// Not readable: ignored, and cut off (the whole lines end at `kept`; `cut` bytes follow).
+    Torn { kept: u64, cut: u64 },
+    /// Readable but without its newline: kept, and ended.
+    Unterminated,
+}
+
+/// A run under the state dir: readable, or with a journal that cannot be read (which affects
+/// that run only).
+#[derive(Debug)]
+pub(crate) enum Listed {
+    Run(Box<RunState>),
+    Damaged { id: String, why: String },
 }
 
 impl RunState {
@@ -181,12 +225,26 @@ impl RunState {
             undos: Vec::new(),
             rolled_back: BTreeSet::new(),
             status: None,
+            tail: None,
         };
+        let mut kept = first.len();
         while let Some(line) = lines.next() {
             let torn = lines.peek().is_none() && !line.ends_with('\n');
             match serde_json::from_str::<Record>(line) {
-                Ok(record) => state.fold(record),
-                Err(_) if torn => break,
+                Ok(record) => {
+                    if torn {
+                        // Whole but for its newline: kept, and ended before the next append.
+                        state.tail = Some(Tail::Unterminated);
+                    }
+                    state.fold(record);
+                }
+                Err(_) if torn => {
+                    state.tail = Some(Tail::Torn {
+                        kept: kept as u64,
+                        cut: line.len() as u64,
+                    });
+                    break;
+                }
                 Err(e) => {
                     return Err(Error::Internal(format!(
                         "journal `{}` line {} is damaged: {e}",
@@ -195,6 +253,7 @@ impl RunState {
                     )));
                 }
             }
+            kept += line.len();
         }
         Ok(state)
     }
@@ -280,8 +339,9 @@ fn unseal(path: &Path) -> Result<(Undo, Vec<String>)> {
     Ok((sealed.undo, sealed.redact))
 }
 
-/// Every run under the state dir, oldest first (run ids sort by start time).
-pub(crate) fn list(state_dir: &Path) -> Result<Vec<RunState>> {
+/// Every run under the state dir, oldest first (run ids sort by start time). A run whose
+/// journal cannot be read is listed as damaged; the others are unaffected.
+pub(crate) fn list(state_dir: &Path) -> Result<Vec<Listed>> {
     let dir = runs_dir(state_dir);
     let mut names: Vec<PathBuf> = match fs::read_dir(&dir) {
         Ok(entries) => entries
@@ -293,5 +353,38 @@ pub(crate) fn list(state_dir: &Path) -> Result<Vec<RunState>> {
         Err(e) => return Err(Error::io(format!("cannot list `{}`", dir.display()))(e)),
     };
     names.sort();
-    names.iter().map(|p| RunState::read(p)).collect()
+    Ok(names
+        .iter()
+        .map(|p| match RunState::read(p) {
+            Ok(state) => Listed::Run(Box::new(state)),
+            Err(e) => Listed::Damaged {
+                id: p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                why: e.to_string(),
+            },
+        })
+        .collect())
+}
+
+impl Listed {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            Listed::Run(state) => state.id(),
+            Listed::Damaged { id, .. } => id,
+        }
+    }
+
+    /// The run, or a refusal naming the damage.
+    pub(crate) fn readable(self) -> Result<RunState> {
+        match self {
+            Listed::Run(state) => Ok(*state),
+            Listed::Damaged { id, why } => Err(Error::refused(
+                format!("the journal of run {id} cannot be read: {why}"),
+                Some("other runs are not affected; `runner status` lists them".to_string()),
+            )),
+        }
+    }
 }

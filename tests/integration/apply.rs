@@ -365,3 +365,129 @@ fn apply_without_yes_and_without_a_terminal_refuses_to_guess() {
     assert!(run.stderr.contains("pass --yes"), "{}", run.stderr);
     assert!(!p.file("app.conf").exists());
 }
+
+/// The journal files of the project's runs, oldest first.
+fn journal_files(p: &Project) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(p.file(".runner/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("journal.jsonl"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn append(path: &std::path::Path, bytes: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes.as_bytes()).unwrap();
+}
+
+/// Every line of a journal is whole JSON.
+fn assert_whole(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.ends_with('\n'), "{text}");
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("a damaged line {line:?}: {e}"));
+    }
+}
+
+#[test]
+fn a_torn_last_line_is_cut_before_rollback_and_resume_append() {
+    // A crash while the last line was written, then rollback: the torn bytes go, noted.
+    let p = project("");
+    p.run(&["apply", "pb.toml", "--yes"]).expect(0);
+    let first = journal_files(&p).remove(0);
+    append(
+        &first,
+        r#"{"seq":99,"at":"2026-12-01T00:00:00.000Z","event":"step_sta"#,
+    );
+    p.run(&["status"]).expect(0);
+    p.run(&["rollback", "--yes"]).expect(0);
+    assert_eq!(p.read(".env").unwrap(), ENV_BEFORE);
+    assert!(!p.file("marks.log").exists());
+    assert_whole(&first);
+    let journal = std::fs::read_to_string(&first).unwrap();
+    assert!(
+        journal.contains("the journal's last line was torn") && journal.contains("cut its"),
+        "{journal}"
+    );
+    let status = p.run(&["status"]).expect(0);
+    assert!(status.stdout.contains("rolled back"), "{}", status.stdout);
+    p.run(&["apply", "pb.toml", "--yes"]).expect(0);
+
+    // The same with resume of a paused run; a last line whole but for its newline is kept.
+    let extra = "\n[[steps]]\nid = \"gate\"\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"test -f fixed\"]\nrollback = \"none\"\nreason = \"a check\"\n";
+    let p = project(extra);
+    let text = p.read("pb.toml").unwrap().replace(
+        "phase = \"hybrid\"",
+        "phase = \"hybrid\"\non_failure = \"pause\"",
+    );
+    p.write("pb.toml", &text);
+    p.run(&["apply", "pb.toml", "--yes"]).expect(7);
+    let journal = journal_files(&p).remove(0);
+    append(
+        &journal,
+        r#"{"seq":99,"at":"2026-12-01T00:00:00.000Z","event":"warning","message":"whole"}"#,
+    );
+    p.run(&["status"]).expect(0);
+    p.write("fixed", "");
+    p.run(&["resume", "--yes"]).expect(0);
+    assert_whole(&journal);
+    assert!(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .contains(r#""message":"whole""#)
+    );
+    append(&journal, "{\"seq\":");
+    p.run(&["rollback", "--yes"]).expect(0);
+    assert_whole(&journal);
+    assert_eq!(p.read(".env").unwrap(), ENV_BEFORE);
+}
+
+#[test]
+fn a_damaged_journal_affects_only_its_own_run() {
+    let p = project("");
+    p.run(&["apply", "pb.toml", "--yes"]).expect(0);
+    p.run(&["rollback", "--yes"]).expect(0);
+    let damaged = journal_files(&p).remove(0);
+    let text = std::fs::read_to_string(&damaged).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "not json at all";
+    std::fs::write(&damaged, lines.join("\n") + "\n").unwrap();
+    let old = damaged
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    p.run(&["apply", "pb.toml", "--yes"]).expect(0);
+    let status = p.run(&["status"]).expect(0);
+    assert!(
+        status.stdout.contains(&format!("{old}  damaged: journal")),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains("succeeded"), "{}", status.stdout);
+    let json = p.run(&["status", "--format", "json"]).expect(0);
+    assert!(
+        json.stdout.contains(r#""status": "damaged""#),
+        "{}",
+        json.stdout
+    );
+    p.run(&["rollback", "--yes"]).expect(0);
+    assert_eq!(p.read(".env").unwrap(), ENV_BEFORE);
+    let refused = p.run(&["rollback", "--yes", "--run", &old]).expect(3);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("the journal of run {old} cannot be read")),
+        "{}",
+        refused.stderr
+    );
+    let shown = p.run(&["status", "--run", &old]).expect(0);
+    assert!(shown.stdout.contains("damaged"), "{}", shown.stdout);
+}
