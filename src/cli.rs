@@ -296,7 +296,27 @@ fn take_lock(cli: &Cli, force_unlock: bool, reporter: &mut Reporter) -> Result<L
     if let Some(w) = warning {
         reporter.note(&w);
     }
+    stop_orphans(&cli.state_dir, reporter)?;
     Ok(lock)
+}
+
+/// Stops the child process groups that runs of a runner now dead left alive (with the lock
+/// held, no other runner has children here), before anything is touched.
+fn stop_orphans(state_dir: &Path, reporter: &mut Reporter) -> Result<()> {
+    for listed in journal::list(state_dir)? {
+        let journal::Listed::Run(run) = listed else {
+            continue;
+        };
+        for (pid, (step, started)) in &run.children {
+            if crate::steps::exec::stop_orphan(*pid, *started) {
+                reporter.note(&format!(
+                    "stopped process group {pid} of step `{step}` of run {}: its runner died and left it running",
+                    run.id()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn command_line() -> String {

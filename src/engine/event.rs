@@ -36,6 +36,18 @@ pub(crate) enum Event {
         step: String,
         sample: String,
     },
+    /// A step's child process group started: a runner that finds it alive after this one
+    /// died stops it before touching anything.
+    ChildStarted {
+        step: String,
+        pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started: Option<u64>,
+    },
+    ChildExited {
+        step: String,
+        pid: u32,
+    },
     StepSucceeded {
         step: String,
         duration_ms: u64,

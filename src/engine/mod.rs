@@ -242,11 +242,9 @@ async fn run_step(
         match result {
             Ok(Done { summary, undo }) => {
                 let undo = match &step.rollback {
-                    Rollback::Command(command) => Some(Undo::Command {
-                        command: command.clone(),
-                    }),
                     Rollback::Default => undo,
-                    Rollback::None { .. } => None,
+                    // Journaled when the step was prepared.
+                    Rollback::Command(_) | Rollback::None { .. } => None,
                 };
                 let undo = keep_undo(run, step, undo, undos)?;
                 run.emitter.emit(Event::StepSucceeded {
@@ -301,6 +299,15 @@ fn note_event(step: &Step, note: Note) -> Event {
             step: step.id.clone(),
             sample,
         },
+        Note::Child { pid, started } => Event::ChildStarted {
+            step: step.id.clone(),
+            pid,
+            started,
+        },
+        Note::ChildExited { pid } => Event::ChildExited {
+            step: step.id.clone(),
+            pid,
+        },
     }
 }
 
@@ -324,8 +331,16 @@ async fn prepare(
     cx: &StepCx<'_>,
     undos: &mut Vec<(String, Undo)>,
 ) -> Result<(), StepError> {
-    let snapshot = step.action.prepare(cx).await?;
-    if let (Some(undo), Rollback::Default) = (snapshot, &step.rollback) {
+    // A playbook's rollback command is journaled before the step runs, so that a step killed
+    // half way is undone too.
+    let snapshot = match &step.rollback {
+        Rollback::Default => step.action.prepare(cx).await?,
+        Rollback::Command(command) => Some(Undo::Command {
+            command: command.clone(),
+        }),
+        Rollback::None { .. } => None,
+    };
+    if let Some(undo) = snapshot {
         let engine = |e: crate::error::Error| StepError::from(e.to_string());
         let stored = keep_undo(run, step, Some(undo), undos).map_err(engine)?;
         if let Some(undo) = stored {
@@ -363,8 +378,17 @@ async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<Done, StepError> {
             None => step.action.apply(cx).await,
         }
     };
+    // A stop request ends the step; dropping it kills its child process groups, before the run
+    // rolls back or pauses.
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => term.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
     tokio::select! {
         result = work => result,
         _ = tokio::signal::ctrl_c() => Err(StepError::from(format!("{INTERRUPTED} by Ctrl-C"))),
+        _ = terminate => Err(StepError::from(format!("{INTERRUPTED} by SIGTERM"))),
     }
 }

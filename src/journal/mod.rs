@@ -159,6 +159,8 @@ pub(crate) struct RunState {
     pub(crate) status: Option<RunStatus>,
     /// A last line a crash left unfinished, mended before the next append.
     pub(crate) tail: Option<Tail>,
+    /// Child process groups started and not seen to exit: the step and the leader's start time.
+    pub(crate) children: BTreeMap<u32, (String, Option<u64>)>,
 }
 
 /// How a crash mid-write left the journal's last line.
@@ -226,6 +228,7 @@ impl RunState {
             rolled_back: BTreeSet::new(),
             status: None,
             tail: None,
+            children: BTreeMap::new(),
         };
         let mut kept = first.len();
         while let Some(line) = lines.next() {
@@ -282,6 +285,12 @@ impl RunState {
                 self.rolled_back.insert(step.clone());
             }
             Event::RunFinished { status, .. } => self.status = Some(*status),
+            Event::ChildStarted { step, pid, started } => {
+                self.children.insert(*pid, (step.clone(), *started));
+            }
+            Event::ChildExited { pid, .. } => {
+                self.children.remove(pid);
+            }
             _ => {}
         }
         self.records.push(record);

@@ -149,7 +149,8 @@ impl Human {
                     duration(*duration_ms)
                 ));
             }
-            Event::StepPrepared { .. } => {}
+            Event::StepPrepared { .. } | Event::ChildStarted { .. } | Event::ChildExited { .. } => {
+            }
         }
     }
 }

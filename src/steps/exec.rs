@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::process::Stdio;
 
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use toml::Spanned;
@@ -112,7 +113,9 @@ impl Command {
         out
     }
 
-    /// Runs to completion, reporting each output line as progress.
+    /// Runs to completion in its own process group, reporting each output line as progress.
+    /// The group is recorded (so that a later runner can stop it if this one dies) and killed
+    /// whole if the step is cancelled.
     pub(crate) async fn run(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let dir = match &self.dir {
             Some(d) => cx.resolve(d),
@@ -125,9 +128,14 @@ impl Command {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(StepError::io(format!("could not start `{}`", self.argv[0])))?;
+        let group = child.id().map(|pid| {
+            let group = ProcessGroup::new(pid);
+            cx.child(group.pid, group.started);
+            group
+        });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         for stream in [
             child
@@ -142,15 +150,7 @@ impl Command {
         .into_iter()
         .flatten()
         {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
+            tokio::spawn(read_lines(stream, tx.clone()));
         }
         drop(tx);
         let mut tail = VecDeque::with_capacity(TAIL_LINES);
@@ -165,6 +165,12 @@ impl Command {
             "could not wait for `{}`",
             self.argv[0]
         )))?;
+        if let Some(group) = group {
+            // What the command left running in its group would outlive the step: it goes too.
+            let pid = group.pid;
+            group.stop();
+            cx.child_exited(pid);
+        }
         if status.success() {
             return Ok(format!("{} exited 0", self.describe()));
         }
@@ -178,4 +184,115 @@ impl Command {
         }
         Err(StepError::from(message))
     }
+}
+
+/// The longest output line shown; the rest of a longer line is dropped (and said so).
+const MAX_LINE: usize = 64 * 1024;
+
+/// Sends each line of `stream` as text: bytes that are not UTF-8 shown lossily, a line longer
+/// than [`MAX_LINE`] cut. The stream is read to its end, so the command never meets a closed pipe.
+async fn read_lines(
+    stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut cut = 0usize;
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (take, end) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        let body = if end { take - 1 } else { take };
+        line.extend_from_slice(&chunk[..body.min(room)]);
+        cut += body.saturating_sub(room);
+        reader.consume(take);
+        if end {
+            send_line(&tx, &mut line, &mut cut);
+        }
+    }
+    if !line.is_empty() || cut > 0 {
+        send_line(&tx, &mut line, &mut cut);
+    }
+}
+
+fn send_line(tx: &tokio::sync::mpsc::UnboundedSender<String>, line: &mut Vec<u8>, cut: &mut usize) {
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if *cut > 0 {
+        text.push_str(&format!(" [{} more byte(s) of this line not shown]", *cut));
+    }
+    let _ = tx.send(text);
+    line.clear();
+    *cut = 0;
+}
+
+/// A child's process group, killed whole when dropped (a cancelled step) or stopped.
+pub(crate) struct ProcessGroup {
+    pub(crate) pid: u32,
+    /// When the leader started, to tell it from a later process with the same id.
+    pub(crate) started: Option<u64>,
+}
+
+impl ProcessGroup {
+    fn new(pid: u32) -> Self {
+        ProcessGroup {
+            pid,
+            started: start_time(pid),
+        }
+    }
+
+    fn stop(self) {
+        signal_group(self.pid, Some(Signal::SIGKILL));
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        signal_group(self.pid, Some(Signal::SIGKILL));
+    }
+}
+
+/// Sends `signal` to every process of the group (`None`: only asks whether any is alive).
+fn signal_group(pid: u32, signal: Option<Signal>) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal).is_ok()
+}
+
+/// A process's start time, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Stops a process group a dead runner left behind, if it is still alive and still the one
+/// recorded (not a later group that reuses the id). Returns whether one was stopped.
+pub(crate) fn stop_orphan(pid: u32, started: Option<u64>) -> bool {
+    let alive = || signal_group(pid, None);
+    match start_time(pid) {
+        // The leader lives: it is ours only if it started when recorded.
+        Some(now) if started != Some(now) => return false,
+        Some(_) => {}
+        // The leader is gone: while any member lives, the id cannot have been reused.
+        None if !alive() => return false,
+        None => {}
+    }
+    signal_group(pid, Some(Signal::SIGTERM));
+    for _ in 0..50 {
+        if !alive() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    signal_group(pid, Some(Signal::SIGKILL));
+    true
 }

@@ -167,6 +167,11 @@ pub(crate) enum Note {
     Warning(String),
     /// One observation of a polling step (journaled).
     Record(String),
+    /// A child process group started (journaled, so that a later runner can stop it if this
+    /// one dies), with its leader's start time.
+    Child { pid: u32, started: Option<u64> },
+    /// That group is gone.
+    ChildExited { pid: u32 },
 }
 
 pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<Note>;
@@ -200,6 +205,14 @@ impl StepCx<'_> {
 
     pub(crate) fn record(&self, sample: String) {
         let _ = self.progress.send(Note::Record(sample));
+    }
+
+    pub(crate) fn child(&self, pid: u32, started: Option<u64>) {
+        let _ = self.progress.send(Note::Child { pid, started });
+    }
+
+    pub(crate) fn child_exited(&self, pid: u32) {
+        let _ = self.progress.send(Note::ChildExited { pid });
     }
 }
 

@@ -491,3 +491,88 @@ fn a_damaged_journal_affects_only_its_own_run() {
     let shown = p.run(&["status", "--run", &old]).expect(0);
     assert!(shown.stdout.contains("damaged"), "{}", shown.stdout);
 }
+
+/// The process groups of steps' commands that the journal does not see exit.
+fn child_groups(p: &Project) -> Vec<i32> {
+    let events: Vec<serde_json::Value> = p
+        .journals()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pids = |kind: &str| -> Vec<i32> {
+        events
+            .iter()
+            .filter(|v| v["event"] == kind)
+            .map(|v| v["pid"].as_i64().unwrap() as i32)
+            .collect()
+    };
+    let exited = pids("child_exited");
+    pids("child_started")
+        .into_iter()
+        .filter(|pid| !exited.contains(pid))
+        .collect()
+}
+
+fn group_alive(pgid: i32) -> bool {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+}
+
+#[test]
+fn sigkill_inside_an_exec_step_is_undone_and_its_children_stopped() {
+    let extra = r#"
+[[steps]]
+id = "writer"
+kind = "exec"
+command = ["sh", "-c", "(while true; do date >> out.log; sleep 0.05; done) & touch started; sleep 60"]
+rollback = { command = ["sh", "-c", "rm -f out.log started"] }
+"#;
+    let p = project(extra);
+    let mut child = p.spawn(&["apply", "pb.toml", "--yes"]);
+    p.wait_for("started");
+    child.kill().unwrap(); // SIGKILL, in the middle of the step
+    child.wait().unwrap();
+    let groups = child_groups(&p);
+    assert_eq!(groups.len(), 1, "{}", p.journals());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        group_alive(groups[0]),
+        "the step's children outlive the runner"
+    );
+
+    let run = p.run(&["rollback", "--yes"]).expect(0);
+    assert!(
+        run.stderr
+            .contains(&format!("stopped process group {}", groups[0])),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("undone  writer"), "{}", run.stdout);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        !p.file("out.log").exists(),
+        "the orphan wrote again after the rollback"
+    );
+    assert!(!group_alive(groups[0]));
+    assert_eq!(p.read(".env").unwrap(), ENV_BEFORE);
+    assert!(!p.file("marks.log").exists());
+}
+
+#[test]
+fn command_output_is_read_as_bytes_and_bounded() {
+    let extra = r#"
+[[steps]]
+id = "bytes"
+kind = "exec"
+command = ["sh", "-c", "printf 'caf\\351\\n'; sleep 0.2; echo after; head -c 200000000 /dev/zero | tr '\\0' a; echo; echo end"]
+rollback = "none"
+reason = "prints only"
+"#;
+    let p = project(extra);
+    let run = p.run(&["apply", "pb.toml", "--yes"]).expect(0);
+    assert!(run.stdout.contains("ok      bytes"), "{}", run.stdout);
+    let usage =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    let peak_mb = usage.max_rss() / 1024;
+    eprintln!("peak RSS of the runner with a 200 MB output line: {peak_mb} MB");
+    assert!(peak_mb < 100, "a 200 MB line took {peak_mb} MB");
+}
