@@ -65,17 +65,7 @@ impl Monitor {
             None => None,
         };
         let pattern = match &raw.log_pattern {
-            Some(p) => match regex::Regex::new(p.get_ref()) {
-                Ok(re) => Some(re),
-                Err(e) => {
-                    cx.problem(
-                        p.span(),
-                        format!("not a regular expression: {e}"),
-                        "this pattern",
-                    );
-                    None
-                }
-            },
+            Some(p) => cx.regex(p),
             None => Some(regex::Regex::new("ERROR").expect("a valid pattern")),
         };
         let traffic = raw

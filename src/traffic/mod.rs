@@ -141,32 +141,10 @@ impl Traffic {
             None => Some(1000.0),
         };
         let paths = match &raw.paths {
-            Some(p) => match regex::Regex::new(p.get_ref()) {
-                Ok(re) => Some(Some(re)),
-                Err(e) => {
-                    cx.problem(
-                        p.span(),
-                        format!("not a regular expression: {e}"),
-                        "this pattern",
-                    );
-                    None
-                }
-            },
+            Some(p) => cx.regex(p).map(Some),
             None => Some(None),
         };
-        let pause_if_not_enough = match &raw.on_not_enough {
-            None => Some(true),
-            Some(w) if w.get_ref() == "pause" => Some(true),
-            Some(w) if w.get_ref() == "rollback" => Some(false),
-            Some(w) => {
-                cx.problem(
-                    w.span(),
-                    format!("`{}` is not pause or rollback", w.get_ref()),
-                    "pause | rollback",
-                );
-                None
-            }
-        };
+        let pause_if_not_enough = cx.pause_or_rollback(&raw.on_not_enough, true);
         Some(Traffic {
             access_log: access_log?,
             window: window?,

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::Project;
@@ -14,6 +14,8 @@ struct Clients {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
+    /// Requests answered 5xx so far.
+    failed: Arc<AtomicU64>,
 }
 
 impl Drop for Clients {
@@ -48,6 +50,8 @@ fn clients(
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let flag = stop.clone();
+    let failed = Arc::new(AtomicU64::new(0));
+    let count = failed.clone();
     let thread = std::thread::spawn(move || {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -60,6 +64,7 @@ fn clients(
             let mut batch = String::new();
             while n < due {
                 let (status, seconds) = answer(started.elapsed(), n);
+                count.fetch_add(u64::from(status >= 500), Ordering::SeqCst);
                 batch.push_str(&line(epoch(), status, seconds));
                 batch.push('\n');
                 n += 1;
@@ -72,6 +77,7 @@ fn clients(
         stop,
         thread: Some(thread),
         started,
+        failed,
     }
 }
 
@@ -153,6 +159,7 @@ fn failing_key_lookups_roll_the_run_back_within_one_window() {
         command
     });
     let detected = clients.started.elapsed().saturating_sub(fault_at);
+    let failed = clients.failed.load(Ordering::SeqCst);
     let run = run.expect(4);
     assert!(
         run.stdout.contains("critical at t+") && run.stdout.contains("traffic.error_rate"),
@@ -163,7 +170,9 @@ fn failing_key_lookups_roll_the_run_back_within_one_window() {
         detected < Duration::from_millis(5500),
         "detected (and rolled back) {detected:?} after the fault; the window is 5s, the interval 500ms"
     );
-    eprintln!("5xx detected and rolled back {detected:?} after the fault");
+    eprintln!(
+        "5xx detected and rolled back {detected:?} after the fault; {failed} client request(s) failed by then"
+    );
     assert!(p.read("marker.txt").is_none(), "the run rolled back");
 }
 
@@ -180,7 +189,8 @@ fn slow_answers_fail_the_monitor_on_p95() {
             },
         )
     });
-    let playbook = monitor(&p, "slow", "60s", "");
+    // Only p95 judges here: the slow share is critical at 100 % (its own maths is unit-tested).
+    let playbook = monitor(&p, "slow", "60s", ", slow_share_critical = 1");
     let run = p.run(&["apply", "--yes", &playbook]).expect(4);
     assert!(
         run.stdout.contains("traffic.latency")
@@ -331,4 +341,141 @@ fn a_warning_level_alerts_once_per_breach_and_the_monitor_goes_on() {
         run.stdout
     );
     assert!(run.stdout.contains(warned), "{}", run.stdout);
+}
+
+/// The containers and network of the nginx test, removed when dropped.
+struct Lb {
+    name: String,
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        for c in ["lb", "up"] {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &format!("{}-{c}", self.name)])
+                .output();
+        }
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
+    }
+}
+
+#[test]
+fn runner_reads_the_log_the_bundled_nginx_writes_including_its_502s() {
+    use crate::docker::{docker, free_port, http_get, wait_until};
+    let lb = Lb {
+        name: format!("rttraffic{}", std::process::id()),
+    };
+    let p = Project::new();
+    p.write(
+        "nginx.conf.hbs",
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/nginx.conf.hbs"))
+            .unwrap(),
+    )
+    .write("lb/upstream.conf", "upstream relay_app {\n    server up:8000;\n}\n")
+    .write(
+        "render.toml",
+        "[playbook]\nname = \"lb\"\nphase = \"test\"\n\n[vars]\nlb_read_timeout_s = 5\n\n[[steps]]\nid = \"nginx\"\nkind = \"template\"\ntemplate = \"nginx.conf.hbs\"\ndest = \"lb/nginx.conf\"\n",
+    );
+    p.run(&["apply", "--yes", "render.toml"]).expect(0);
+    access_log(&p);
+    docker(&["network", "create", &lb.name]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{}-up", lb.name),
+        "--network",
+        &lb.name,
+        "--network-alias",
+        "up",
+        "runner-base:bookworm",
+        "sh",
+        "-c",
+        "cd /tmp && python3 -m http.server 8000 & echo $! > /run/app.pid; exec sleep infinity",
+    ]);
+    let port = free_port();
+    let mounts = [
+        format!("{}:/etc/nginx/relay:ro", p.file("lb").display()),
+        format!("{}:/var/log/nginx/relay", p.file("logs/lb").display()),
+    ];
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{}-lb", lb.name),
+        "--network",
+        &lb.name,
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        "-v",
+        &mounts[0],
+        "-v",
+        &mounts[1],
+        "nginx:1.25-alpine",
+        "nginx",
+        "-c",
+        "/etc/nginx/relay/nginx.conf",
+        "-g",
+        "daemon off;",
+    ]);
+    let status = |path: &str| {
+        http_get(port, path).and_then(|t| t.split_whitespace().nth(1).map(str::to_string))
+    };
+    wait_until("nginx serves the upstream", Duration::from_secs(20), || {
+        status("/").as_deref() == Some("200")
+    });
+    std::fs::write(p.file("logs/lb/access.log"), "").unwrap();
+    for _ in 0..30 {
+        assert_eq!(status("/").as_deref(), Some("200"));
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            status("/missing?api_key=cr_query_secret").as_deref(),
+            Some("404")
+        );
+    }
+    assert_eq!(status("/lb-health").as_deref(), Some("200"));
+    docker(&[
+        "exec",
+        &format!("{}-up", lb.name),
+        "sh",
+        "-c",
+        "kill $(cat /run/app.pid)",
+    ]);
+    for _ in 0..10 {
+        assert_eq!(status("/").as_deref(), Some("502"), "the upstream is down");
+    }
+    let log = p.read("logs/lb/access.log").unwrap();
+    assert_eq!(
+        log.lines().count(),
+        45,
+        "the health check is not traffic:\n{log}"
+    );
+    assert!(
+        !log.contains("cr_query_secret"),
+        "the query string is not logged:\n{log}"
+    );
+
+    let verify = |extra: &str| {
+        format!(
+            "[playbook]\nname = \"v\"\n\n[[steps]]\nid = \"verify\"\nkind = \"verify\"\ntraffic = {{ access_log = \"logs/lb/access.log\", window = \"1m\", min_requests = 5{extra} }}\n"
+        )
+    };
+    p.write("all.toml", &verify(""))
+        .write("missing.toml", &verify(", paths = \"^/missing\""));
+    let all = p.run(&["apply", "--yes", "all.toml"]).expect(4);
+    assert!(
+        all.stdout
+            .contains("traffic.error_rate: 22.2222 % (10 of 45 requests answered 5xx)"),
+        "{}\n{log}",
+        all.stdout
+    );
+    p.run(&["apply", "--yes", "missing.toml"]).expect(0);
+    assert!(
+        p.journals()
+            .contains("traffic.error_rate: 0 % (0 of 5 requests answered 5xx)"),
+        "only the 404s count"
+    );
 }
