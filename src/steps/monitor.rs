@@ -133,10 +133,14 @@ impl Monitor {
             return self.watch(cx, started).await;
         };
         let mut watch = traffic.watch(cx.workdir);
+        let mut warned = BTreeSet::new();
         let summary = tokio::select! {
+            biased;
             done = self.watch(cx, started) => done?,
-            breach = watch_traffic(&mut watch, cx, started) => return Err(breach),
+            breach = watch_traffic(&mut watch, cx, started, &mut warned) => return Err(breach),
         };
+        // The last look, as the window ends.
+        look_at_traffic(&mut watch, cx, started, &mut warned).await?;
         if watch.judged == 0 {
             return Err(traffic.inconclusive(watch.too_thin()));
         }
@@ -297,58 +301,70 @@ async fn send_alert(cx: &StepCx<'_>, alert: &Alert, said: String) {
 }
 
 /// Judges the traffic window every traffic interval; returns the first critical breach (or an
-/// unreadable log). A warning alerts once per breach: again only after the metric was ok.
-async fn watch_traffic(watch: &mut Watch<'_>, cx: &StepCx<'_>, started: Instant) -> StepError {
-    let mut warned = BTreeSet::new();
+/// unreadable log).
+async fn watch_traffic(
+    watch: &mut Watch<'_>,
+    cx: &StepCx<'_>,
+    started: Instant,
+    warned: &mut BTreeSet<&'static str>,
+) -> StepError {
     loop {
-        let t = started.elapsed().as_secs_f64();
-        let look = match watch.look_now() {
-            Ok(look) => look,
-            Err(why) => return watch.traffic.inconclusive(why),
-        };
-        cx.record(format!(
-            "traffic t+{t:.1}s: {}",
-            serde_json::to_string(&look.sample).expect("figures serialize")
-        ));
-        for f in look.findings.iter().flatten() {
-            match f.verdict {
-                Verdict::Critical => {
-                    return format!(
-                        "critical at t+{t:.1}s: {} {} (threshold: {}) in the last {}",
-                        f.metric,
-                        f.value,
-                        f.threshold,
-                        humantime::format_duration(watch.traffic.window)
-                    )
-                    .into();
-                }
-                Verdict::Warning if warned.insert(f.metric) => {
-                    let alert = Alert {
-                        level: Level::Warning,
-                        title: format!("real traffic: {} {}", f.metric, f.value),
-                        text: format!(
-                            "requests the load balancer logged in the last {}",
-                            humantime::format_duration(watch.traffic.window)
-                        ),
-                        service: "load balancer".into(),
-                        metric: f.metric.into(),
-                        value: f.value.clone(),
-                        threshold: f.threshold.clone(),
-                    };
-                    let said = format!(
-                        "{} {} reached its warning level ({})",
-                        f.metric, f.value, f.threshold
-                    );
-                    send_alert(cx, &alert, said).await;
-                }
-                Verdict::Warning => {}
-                Verdict::Ok => {
-                    warned.remove(f.metric);
-                }
-            }
+        if let Err(breach) = look_at_traffic(watch, cx, started, warned).await {
+            return breach;
         }
         tokio::time::sleep(watch.traffic.interval).await;
     }
+}
+
+/// Journals the window that ends now and judges it. A warning alerts once per breach (the
+/// metrics in `warned`): again only after the metric was ok.
+async fn look_at_traffic(
+    watch: &mut Watch<'_>,
+    cx: &StepCx<'_>,
+    started: Instant,
+    warned: &mut BTreeSet<&'static str>,
+) -> Result<(), StepError> {
+    let t = started.elapsed().as_secs_f64();
+    let look = watch
+        .look_now()
+        .map_err(|why| watch.traffic.inconclusive(why))?;
+    cx.record(format!(
+        "traffic t+{t:.1}s: {}",
+        serde_json::to_string(&look.sample).expect("figures serialize")
+    ));
+    let window = humantime::format_duration(watch.traffic.window);
+    for f in look.findings.iter().flatten() {
+        match f.verdict {
+            Verdict::Critical => {
+                return Err(format!(
+                    "critical at t+{t:.1}s: {} {} (threshold: {}) in the last {window}",
+                    f.metric, f.value, f.threshold
+                )
+                .into());
+            }
+            Verdict::Warning if warned.insert(f.metric) => {
+                let alert = Alert {
+                    level: Level::Warning,
+                    title: format!("real traffic: {} {}", f.metric, f.value),
+                    text: format!("requests the load balancer logged in the last {window}"),
+                    service: "load balancer".into(),
+                    metric: f.metric.into(),
+                    value: f.value.clone(),
+                    threshold: f.threshold.clone(),
+                };
+                let said = format!(
+                    "{} {} reached its warning level ({})",
+                    f.metric, f.value, f.threshold
+                );
+                send_alert(cx, &alert, said).await;
+            }
+            Verdict::Warning => {}
+            Verdict::Ok => {
+                warned.remove(f.metric);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why a container is not well, if it is not.
@@ -373,5 +389,133 @@ async fn container_problem(docker: &Docker, name: &str) -> Option<String> {
     match state.health.and_then(|h| h.status) {
         Some(HealthStatusEnum::UNHEALTHY) => Some(format!("`{name}` is unhealthy")),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+
+    use super::*;
+    use crate::steps::{Action, Note};
+
+    /// The monitor of a playbook whose only step watches `access.log` beside it.
+    fn monitor(dir: &std::path::Path, fields: &str) -> Monitor {
+        let path = dir.join("watch.toml");
+        std::fs::write(
+            &path,
+            format!("[playbook]\nname = \"w\"\n\n[[steps]]\nid = \"watch\"\nkind = \"monitor\"\n{fields}\n"),
+        )
+        .unwrap();
+        let playbook = crate::playbook::load(&path, &BTreeMap::new(), None).unwrap();
+        match playbook.steps.into_iter().next().unwrap().action {
+            Action::Monitor(m) => m,
+            other => panic!("{}", other.kind()),
+        }
+    }
+
+    async fn apply(dir: &std::path::Path, m: &Monitor) -> (Result<String, StepError>, Vec<String>) {
+        let (progress, mut notes) = tokio::sync::mpsc::unbounded_channel();
+        let cx = StepCx {
+            workdir: dir,
+            backup_dir: dir.join("backup"),
+            progress,
+            timeout: None,
+            webhook: None,
+            run_id: "test",
+        };
+        let outcome = m.apply(&cx).await;
+        drop(cx);
+        let mut records = Vec::new();
+        while let Some(note) = notes.recv().await {
+            if let Note::Record(r) | Note::Warning(r) = note {
+                records.push(r);
+            }
+        }
+        (outcome, records)
+    }
+
+    /// Requests logged a second ago (a window ending now takes them in at once): the wall clock
+    /// stands almost still while tokio's paused clock runs the monitor's window in no time.
+    fn requests(dir: &std::path::Path, n: usize, status: u16) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            - 1.0;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("access.log"))
+            .unwrap();
+        for _ in 0..n {
+            writeln!(
+                file,
+                r#"{{"time":{now:.3},"status":{status},"request_time":0.002,"path":"/api/keys/k"}}"#
+            )
+            .unwrap();
+        }
+    }
+
+    const TRAFFIC: &str = "window = \"60s\"\ninterval = \"10s\"\ntraffic = { access_log = \"access.log\", window = \"1h\", interval = \"2s\" }";
+
+    #[tokio::test(start_paused = true)]
+    async fn traffic_is_judged_every_traffic_interval_until_the_window_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        requests(dir.path(), 5, 500);
+        let m = monitor(dir.path(), TRAFFIC);
+        let task = apply(dir.path(), &m);
+        tokio::pin!(task);
+        // The monitor starts at the log's end: the 5xx before it are not its business.
+        tokio::select! {
+            _ = &mut task => panic!("the window is a minute"),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => requests(dir.path(), 40, 200),
+        }
+        let (outcome, records) = task.await;
+        let summary = outcome.unwrap();
+        let samples = records
+            .iter()
+            .filter(|r| r.starts_with("traffic t+"))
+            .count();
+        assert_eq!(samples, 31, "t+0s, 2s, ... 60s:\n{records:#?}");
+        assert!(
+            summary.ends_with("traffic: 30 window(s) judged, the busiest had 40 request(s)"),
+            "{summary}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_critical_window_fails_the_step_at_once_and_a_thin_one_is_no_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        requests(dir.path(), 0, 200);
+        let m = monitor(dir.path(), TRAFFIC);
+        let task = apply(dir.path(), &m);
+        tokio::pin!(task);
+        tokio::select! {
+            _ = &mut task => panic!("the window is a minute"),
+            _ = tokio::time::sleep(Duration::from_secs(7)) => requests(dir.path(), 20, 502),
+        }
+        let (outcome, records) = task.await;
+        let error = outcome.unwrap_err();
+        assert!(!error.pause, "{records:#?}");
+        assert!(
+            error.message.starts_with(
+                "critical at t+8.0s: traffic.error_rate 100 % (20 of 20 requests answered 5xx)"
+            ),
+            "{}",
+            error.message
+        );
+
+        let thin = tempfile::tempdir().unwrap();
+        requests(thin.path(), 19, 200);
+        let m = monitor(thin.path(), TRAFFIC);
+        let (outcome, _) = apply(thin.path(), &m).await;
+        let error = outcome.unwrap_err();
+        assert!(error.pause, "not enough traffic pauses by default");
+        assert_eq!(
+            error.message,
+            "not enough traffic: no 1h window of `access.log` had 20 request(s) (the busiest had 0)"
+        );
     }
 }

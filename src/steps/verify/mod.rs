@@ -130,6 +130,12 @@ impl Verify {
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let mut checks = Vec::new();
+        // Real traffic first: its window ends as the step starts, before the load probe's own
+        // requests reach the load balancer's log.
+        if let Some(t) = &self.traffic {
+            cx.say(traffic::describe(t));
+            checks.extend(traffic::run(t, cx).await?);
+        }
         if let Some(load) = &self.load {
             cx.say(load.describe());
             let (measured, found) = load.run().await?;
@@ -150,10 +156,6 @@ impl Verify {
         if let Some(migration) = &self.migration {
             cx.say(migration.describe());
             checks.extend(migration_checks(migration.run().await?, cx));
-        }
-        if let Some(t) = &self.traffic {
-            cx.say(traffic::describe(t));
-            checks.extend(traffic::run(t, cx).await?);
         }
         for check in &checks {
             cx.record(check.line());
