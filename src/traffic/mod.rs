@@ -94,7 +94,17 @@ impl Traffic {
     pub(crate) fn validate(raw: Raw, step: &str, cx: &mut Checker<'_>) -> Option<Self> {
         let access_log = cx.text(&raw.access_log);
         let duration = |d: &Option<Spanned<String>>, default, cx: &mut Checker<'_>| match d {
-            Some(d) => cx.duration(d),
+            Some(d) => match cx.duration(d)? {
+                Duration::ZERO => {
+                    cx.problem(
+                        d.span(),
+                        "a traffic window or interval must be longer than 0s",
+                        "this duration",
+                    );
+                    None
+                }
+                positive => Some(positive),
+            },
             None => Some(Duration::from_secs(default)),
         };
         let window = duration(&raw.window, 10, cx);
@@ -311,8 +321,10 @@ fn bound(
         cx.problem(
             span,
             format!(
-                "the warning level {} is above the critical one {}",
-                b.warning, b.critical
+                "the {}warning level {} is above the critical one {}",
+                if warning.is_none() { "default " } else { "" },
+                b.warning,
+                b.critical
             ),
             "warning must not exceed critical",
         );

@@ -294,7 +294,7 @@ name = "bad"
 id = "watch"
 kind = "monitor"
 window = "1m"
-traffic = { access_log = "a.log", error_rate_warning = 0.01, error_rate_critical = 0.001, slow_share_critical = 5, p95_ms_critical = -1, paths = "(", on_not_enough = "shrug", wait = "5s" }
+traffic = { access_log = "a.log", interval = "0s", error_rate_warning = 0.01, error_rate_critical = 0.001, slow_share_warning = 5, p95_ms_critical = -1, slow_share_critical = 0.001, paths = "(", on_not_enough = "shrug", wait = "5s" }
 
 [[steps]]
 id = "nothing"
@@ -311,6 +311,15 @@ window = "1m"
         "`shrug` is not pause or rollback",
         "`wait` is for verify; monitor watches for its whole window",
         "a monitor needs `containers`, `health_url` or `traffic` to watch",
+        "a traffic window or interval must be longer than 0s",
+    ] {
+        assert!(run.stderr.contains(message), "{message}:\n{}", run.stderr);
+    }
+    p.write("default.toml", "[playbook]\nname = \"d\"\n\n[[steps]]\nid = \"watch\"\nkind = \"monitor\"\nwindow = \"1m\"\ntraffic = { access_log = \"a.log\", p95_ms_critical = 100 }\n");
+    let run = p.run(&["validate", "default.toml"]).expect(2);
+    for message in [
+        "the default warning level 150 is above the critical one 100",
+        "warning must not exceed critical",
     ] {
         assert!(run.stderr.contains(message), "{message}:\n{}", run.stderr);
     }
