@@ -22,5 +22,6 @@ mod report;
 mod secrets;
 mod steps;
 mod template;
+mod traffic;
 
 pub use cli::run;

@@ -119,6 +119,40 @@ impl Checker<'_> {
             .ok()
     }
 
+    /// A regular expression field.
+    pub(crate) fn regex(&mut self, field: &Spanned<String>) -> Option<regex::Regex> {
+        regex::Regex::new(field.get_ref())
+            .map_err(|e| {
+                self.problem(
+                    field.span(),
+                    format!("not a regular expression: {e}"),
+                    "this pattern",
+                )
+            })
+            .ok()
+    }
+
+    /// What an inconclusive gate does: `"pause"` (true) or `"rollback"` (false).
+    pub(crate) fn pause_or_rollback(
+        &mut self,
+        field: &Option<Spanned<String>>,
+        pause_by_default: bool,
+    ) -> Option<bool> {
+        match field {
+            None => Some(pause_by_default),
+            Some(w) if w.get_ref() == "pause" => Some(true),
+            Some(w) if w.get_ref() == "rollback" => Some(false),
+            Some(w) => {
+                self.problem(
+                    w.span(),
+                    format!("`{}` is not pause or rollback", w.get_ref()),
+                    "pause | rollback",
+                );
+                None
+            }
+        }
+    }
+
     /// The service name of the playbook's `[notify]` section, if it has one.
     pub(crate) fn notify_service(&self) -> Option<&str> {
         self.notify_service.as_deref()

@@ -168,19 +168,7 @@ impl HttpCheck {
             None => Some(Duration::from_millis(default)),
         };
         let interval = duration(&raw.interval, 1000, cx);
-        let pause_if_inconclusive = match &raw.on_inconclusive {
-            None => Some(false),
-            Some(w) if w.get_ref() == "rollback" => Some(false),
-            Some(w) if w.get_ref() == "pause" => Some(true),
-            Some(w) => {
-                cx.problem(
-                    w.span(),
-                    format!("`{}` is not pause or rollback", w.get_ref()),
-                    "pause | rollback",
-                );
-                None
-            }
-        };
+        let pause_if_inconclusive = cx.pause_or_rollback(&raw.on_inconclusive, false);
         Some(HttpCheck {
             request: request?,
             expect_status: match raw.expect_status {

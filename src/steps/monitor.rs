@@ -1,28 +1,34 @@
 //! `monitor`: watch a deployment for a window. Every interval: the state of the named
 //! containers, the health URL's status, and the number of log lines matching a pattern since
-//! the window began (the runbook's monitor-deployment script). A warning threshold sends an
-//! alert and goes on; a critical one fails the step, which rolls the run back.
+//! the window began (the runbook's monitor-deployment script); and, every traffic interval,
+//! the real requests the load balancer logged in the last traffic window (see `traffic`). A
+//! warning threshold sends an alert and goes on; a critical one fails the step at once, which
+//! rolls the run back.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::HealthStatusEnum;
 use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 use serde::Deserialize;
+use tokio::time::Instant;
 use toml::Spanned;
 
+use super::verify::Verdict;
 use super::{Intent, StepCx, StepError};
 use crate::docker::{self, describe};
 use crate::notify::{self, Alert, Level};
 use crate::playbook::Checker;
+use crate::traffic::{self, Traffic, Watch};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Raw {
     window: Spanned<String>,
     interval: Option<Spanned<String>>,
+    #[serde(default)]
     containers: Vec<Spanned<String>>,
     health_url: Option<Spanned<String>>,
     log_pattern: Option<Spanned<String>>,
@@ -30,6 +36,7 @@ pub(crate) struct Raw {
     errors_critical: Option<u64>,
     /// Consecutive failed health probes that are critical (default 3).
     health_failures_critical: Option<u32>,
+    traffic: Option<traffic::Raw>,
 }
 
 #[derive(Debug)]
@@ -42,6 +49,7 @@ pub(crate) struct Monitor {
     errors_warning: Option<u64>,
     errors_critical: u64,
     health_failures_critical: u32,
+    traffic: Option<Traffic>,
 }
 
 impl Monitor {
@@ -57,19 +65,21 @@ impl Monitor {
             None => None,
         };
         let pattern = match &raw.log_pattern {
-            Some(p) => match regex::Regex::new(p.get_ref()) {
-                Ok(re) => Some(re),
-                Err(e) => {
-                    cx.problem(
-                        p.span(),
-                        format!("not a regular expression: {e}"),
-                        "this pattern",
-                    );
-                    None
-                }
-            },
+            Some(p) => cx.regex(p),
             None => Some(regex::Regex::new("ERROR").expect("a valid pattern")),
         };
+        let traffic = raw
+            .traffic
+            .map(|t| Traffic::validate(t, "monitor", cx).ok_or(()))
+            .transpose();
+        if raw.containers.is_empty() && raw.health_url.is_none() && matches!(traffic, Ok(None)) {
+            cx.problem(
+                raw.window.span(),
+                "a monitor needs `containers`, `health_url` or `traffic` to watch",
+                "nothing to watch for this window",
+            );
+            return None;
+        }
         Some(Monitor {
             window: window?,
             interval: interval?,
@@ -79,39 +89,73 @@ impl Monitor {
             errors_warning: raw.errors_warning,
             errors_critical: raw.errors_critical.unwrap_or(10),
             health_failures_critical: raw.health_failures_critical.unwrap_or(3),
+            traffic: traffic.ok()?,
         })
     }
 
     pub(crate) fn plan(&self) -> Intent {
-        let health = self
-            .health_url
-            .as_ref()
-            .map(|u| {
-                format!(
-                    ", GET {u} (critical after {} failures in a row)",
-                    self.health_failures_critical
-                )
-            })
-            .unwrap_or_default();
-        let warning = self
-            .errors_warning
-            .map(|w| format!("alert at {w}, "))
-            .unwrap_or_default();
-        Intent::new(
-            format!(
-                "watch {} for {} every {}: container states{health}, log lines matching /{}/ ({warning}fail at {})",
+        let mut watched = Vec::new();
+        if !self.containers.is_empty() {
+            let warning = self
+                .errors_warning
+                .map(|w| format!("alert at {w}, "))
+                .unwrap_or_default();
+            watched.push(format!(
+                "the states of {} and their log lines matching /{}/ ({warning}fail at {})",
                 self.containers.join(", "),
-                humantime::format_duration(self.window),
-                humantime::format_duration(self.interval),
                 self.pattern,
                 self.errors_critical
+            ));
+        }
+        if let Some(u) = &self.health_url {
+            watched.push(format!(
+                "GET {u} (critical after {} failures in a row)",
+                self.health_failures_critical
+            ));
+        }
+        if let Some(t) = &self.traffic {
+            watched.push(t.describe());
+        }
+        Intent::new(
+            format!(
+                "watch for {} every {}: {}",
+                humantime::format_duration(self.window),
+                humantime::format_duration(self.interval),
+                watched.join("; ")
             ),
             false,
         )
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let docker = docker::connect().await?;
+        let started = Instant::now();
+        let Some(traffic) = &self.traffic else {
+            return self.watch(cx, started).await;
+        };
+        let mut watch = traffic.watch(cx.workdir);
+        let mut warned = BTreeSet::new();
+        let summary = tokio::select! {
+            biased;
+            done = self.watch(cx, started) => done?,
+            breach = watch_traffic(&mut watch, cx, started, &mut warned) => return Err(breach),
+        };
+        // The last look, as the window ends.
+        look_at_traffic(&mut watch, cx, started, &mut warned).await?;
+        if watch.judged == 0 {
+            return Err(traffic.inconclusive(watch.too_thin()));
+        }
+        Ok(format!(
+            "{summary}; traffic: {} window(s) judged, the busiest had {} request(s)",
+            watch.judged, watch.busiest
+        ))
+    }
+
+    /// The containers, the health URL and the log lines, every interval for the window.
+    async fn watch(&self, cx: &StepCx<'_>, started: Instant) -> Result<String, StepError> {
+        let docker = match self.containers.is_empty() {
+            true => None,
+            false => Some(docker::connect().await?),
+        };
         let http = reqwest::Client::builder()
             .timeout(self.interval.max(Duration::from_secs(1)))
             .build()
@@ -119,15 +163,20 @@ impl Monitor {
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i32);
-        let started = Instant::now();
         let mut health_failures = 0;
         let mut alerted = BTreeSet::new();
         let errors = loop {
             let elapsed = started.elapsed().as_secs();
             let mut problems = Vec::new();
-            for name in &self.containers {
-                if let Some(p) = container_problem(&docker, name).await {
-                    problems.push(p);
+            let mut errors = 0;
+            if let Some(docker) = &docker {
+                for name in &self.containers {
+                    if let Some(p) = container_problem(docker, name).await {
+                        problems.push(p);
+                    }
+                }
+                for name in &self.containers {
+                    errors += self.count_matches(docker, name, since).await?;
                 }
             }
             let health = match &self.health_url {
@@ -147,10 +196,6 @@ impl Monitor {
                 },
                 None => "no health URL".into(),
             };
-            let mut errors = 0;
-            for name in &self.containers {
-                errors += self.count_matches(&docker, name, since).await?;
-            }
             cx.record(format!(
                 "t+{elapsed}s: {}; {health}; {errors} line(s) matching /{}/",
                 if problems.is_empty() {
@@ -177,16 +222,39 @@ impl Monitor {
                 && errors >= limit
                 && alerted.insert("errors")
             {
-                self.alert(cx, errors, limit).await;
+                let alert = Alert {
+                    level: Level::Warning,
+                    title: format!(
+                        "{errors} error line(s) in the logs of {}",
+                        self.containers.join(", ")
+                    ),
+                    text: format!(
+                        "log lines matching /{}/ since the monitoring window began",
+                        self.pattern
+                    ),
+                    service: self.containers.join(", "),
+                    metric: "error_log_lines".into(),
+                    value: errors.to_string(),
+                    threshold: limit.to_string(),
+                };
+                let said =
+                    format!("{errors} error line(s) reached the warning threshold ({limit})");
+                send_alert(cx, &alert, said).await;
             }
-            if started.elapsed() + self.interval > self.window {
+            // The last look is at the window's end, so the traffic gate beside this loop
+            // watches for all of it.
+            let left = self.window.saturating_sub(started.elapsed());
+            if left.is_zero() {
                 break errors;
             }
-            tokio::time::sleep(self.interval).await;
+            tokio::time::sleep(self.interval.min(left)).await;
+        };
+        let watched = match self.containers.is_empty() {
+            true => "the deployment".to_string(),
+            false => self.containers.join(", "),
         };
         Ok(format!(
-            "{} watched for {}: containers ok, {errors} line(s) matching /{}/",
-            self.containers.join(", "),
+            "{watched} watched for {}: containers ok, {errors} line(s) matching /{}/",
             humantime::format_duration(self.window),
             self.pattern
         ))
@@ -218,36 +286,85 @@ impl Monitor {
         }
         Ok(count)
     }
+}
 
-    async fn alert(&self, cx: &StepCx<'_>, errors: u64, limit: u64) {
-        let Some(webhook) = cx.webhook else {
-            cx.warn(format!("{errors} error line(s) reached the warning threshold ({limit}); no [notify] webhook to alert"));
-            return;
-        };
-        let alert = Alert {
-            level: Level::Warning,
-            title: format!(
-                "{errors} error line(s) in the logs of {}",
-                self.containers.join(", ")
-            ),
-            text: format!(
-                "log lines matching /{}/ since the monitoring window began",
-                self.pattern
-            ),
-            service: self.containers.join(", "),
-            metric: "error_log_lines".into(),
-            value: errors.to_string(),
-            threshold: limit.to_string(),
-        };
-        match notify::send(webhook, &alert.payload(SystemTime::now())).await {
-            Ok(()) => cx.warn(format!(
-                "{errors} error line(s) reached the warning threshold ({limit}); alert sent"
-            )),
-            Err(why) => cx.warn(format!(
-                "{errors} error line(s) reached the warning threshold ({limit}); {why}"
-            )),
+/// Sends a warning to `[notify]` and journals it, saying whether the alert went out.
+async fn send_alert(cx: &StepCx<'_>, alert: &Alert, said: String) {
+    let Some(webhook) = cx.webhook else {
+        cx.warn(format!("{said}; no [notify] webhook to alert"));
+        return;
+    };
+    match notify::send(webhook, &alert.payload(SystemTime::now())).await {
+        Ok(()) => cx.warn(format!("{said}; alert sent")),
+        Err(why) => cx.warn(format!("{said}; {why}")),
+    }
+}
+
+/// Judges the traffic window every traffic interval; returns the first critical breach (or an
+/// unreadable log).
+async fn watch_traffic(
+    watch: &mut Watch<'_>,
+    cx: &StepCx<'_>,
+    started: Instant,
+    warned: &mut BTreeSet<&'static str>,
+) -> StepError {
+    loop {
+        if let Err(breach) = look_at_traffic(watch, cx, started, warned).await {
+            return breach;
+        }
+        tokio::time::sleep(watch.traffic.interval).await;
+    }
+}
+
+/// Journals the window that ends now and judges it. A warning alerts once per breach (the
+/// metrics in `warned`): again only after the metric was ok.
+async fn look_at_traffic(
+    watch: &mut Watch<'_>,
+    cx: &StepCx<'_>,
+    started: Instant,
+    warned: &mut BTreeSet<&'static str>,
+) -> Result<(), StepError> {
+    let t = started.elapsed().as_secs_f64();
+    let look = watch
+        .look_now()
+        .map_err(|why| watch.traffic.inconclusive(why))?;
+    cx.record(format!(
+        "traffic t+{t:.1}s: {}",
+        serde_json::to_string(&look.sample).expect("figures serialize")
+    ));
+    let window = humantime::format_duration(watch.traffic.window);
+    for f in look.findings.iter().flatten() {
+        match f.verdict {
+            Verdict::Critical => {
+                return Err(format!(
+                    "critical at t+{t:.1}s: {} {} (threshold: {}) in the last {window}",
+                    f.metric, f.value, f.threshold
+                )
+                .into());
+            }
+            Verdict::Warning if warned.insert(f.metric) => {
+                let alert = Alert {
+                    level: Level::Warning,
+                    title: format!("real traffic: {} {}", f.metric, f.value),
+                    text: format!("requests the load balancer logged in the last {window}"),
+                    service: "load balancer".into(),
+                    metric: f.metric.into(),
+                    value: f.value.clone(),
+                    threshold: f.threshold.clone(),
+                };
+                let said = format!(
+                    "{} {} reached its warning level ({})",
+                    f.metric, f.value, f.threshold
+                );
+                send_alert(cx, &alert, said).await;
+            }
+            Verdict::Warning => {}
+            Verdict::Ok => {
+                warned.remove(f.metric);
+            }
         }
     }
+    Ok(())
 }
 
 /// Why a container is not well, if it is not.
@@ -272,5 +389,133 @@ async fn container_problem(docker: &Docker, name: &str) -> Option<String> {
     match state.health.and_then(|h| h.status) {
         Some(HealthStatusEnum::UNHEALTHY) => Some(format!("`{name}` is unhealthy")),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+
+    use super::*;
+    use crate::steps::{Action, Note};
+
+    /// The monitor of a playbook whose only step watches `access.log` beside it.
+    fn monitor(dir: &std::path::Path, fields: &str) -> Monitor {
+        let path = dir.join("watch.toml");
+        std::fs::write(
+            &path,
+            format!("[playbook]\nname = \"w\"\n\n[[steps]]\nid = \"watch\"\nkind = \"monitor\"\n{fields}\n"),
+        )
+        .unwrap();
+        let playbook = crate::playbook::load(&path, &BTreeMap::new(), None).unwrap();
+        match playbook.steps.into_iter().next().unwrap().action {
+            Action::Monitor(m) => m,
+            other => panic!("{}", other.kind()),
+        }
+    }
+
+    async fn apply(dir: &std::path::Path, m: &Monitor) -> (Result<String, StepError>, Vec<String>) {
+        let (progress, mut notes) = tokio::sync::mpsc::unbounded_channel();
+        let cx = StepCx {
+            workdir: dir,
+            backup_dir: dir.join("backup"),
+            progress,
+            timeout: None,
+            webhook: None,
+            run_id: "test",
+        };
+        let outcome = m.apply(&cx).await;
+        drop(cx);
+        let mut records = Vec::new();
+        while let Some(note) = notes.recv().await {
+            if let Note::Record(r) | Note::Warning(r) = note {
+                records.push(r);
+            }
+        }
+        (outcome, records)
+    }
+
+    /// Requests logged a second ago (a window ending now takes them in at once): the wall clock
+    /// stands almost still while tokio's paused clock runs the monitor's window in no time.
+    fn requests(dir: &std::path::Path, n: usize, status: u16) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            - 1.0;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("access.log"))
+            .unwrap();
+        for _ in 0..n {
+            writeln!(
+                file,
+                r#"{{"time":{now:.3},"status":{status},"request_time":0.002,"path":"/api/keys/k"}}"#
+            )
+            .unwrap();
+        }
+    }
+
+    const TRAFFIC: &str = "window = \"60s\"\ninterval = \"10s\"\ntraffic = { access_log = \"access.log\", window = \"1h\", interval = \"2s\" }";
+
+    #[tokio::test(start_paused = true)]
+    async fn traffic_is_judged_every_traffic_interval_until_the_window_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        requests(dir.path(), 5, 500);
+        let m = monitor(dir.path(), TRAFFIC);
+        let task = apply(dir.path(), &m);
+        tokio::pin!(task);
+        // The monitor starts at the log's end: the 5xx before it are not its business.
+        tokio::select! {
+            _ = &mut task => panic!("the window is a minute"),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => requests(dir.path(), 40, 200),
+        }
+        let (outcome, records) = task.await;
+        let summary = outcome.unwrap();
+        let samples = records
+            .iter()
+            .filter(|r| r.starts_with("traffic t+"))
+            .count();
+        assert_eq!(samples, 31, "t+0s, 2s, ... 60s:\n{records:#?}");
+        assert!(
+            summary.ends_with("traffic: 30 window(s) judged, the busiest had 40 request(s)"),
+            "{summary}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_critical_window_fails_the_step_at_once_and_a_thin_one_is_no_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        requests(dir.path(), 0, 200);
+        let m = monitor(dir.path(), TRAFFIC);
+        let task = apply(dir.path(), &m);
+        tokio::pin!(task);
+        tokio::select! {
+            _ = &mut task => panic!("the window is a minute"),
+            _ = tokio::time::sleep(Duration::from_secs(7)) => requests(dir.path(), 20, 502),
+        }
+        let (outcome, records) = task.await;
+        let error = outcome.unwrap_err();
+        assert!(!error.pause, "{records:#?}");
+        assert!(
+            error.message.starts_with(
+                "critical at t+8.0s: traffic.error_rate 100 % (20 of 20 requests answered 5xx)"
+            ),
+            "{}",
+            error.message
+        );
+
+        let thin = tempfile::tempdir().unwrap();
+        requests(thin.path(), 19, 200);
+        let m = monitor(thin.path(), TRAFFIC);
+        let (outcome, _) = apply(thin.path(), &m).await;
+        let error = outcome.unwrap_err();
+        assert!(error.pause, "not enough traffic pauses by default");
+        assert_eq!(
+            error.message,
+            "not enough traffic: no 1h window of `access.log` had 20 request(s) (the busiest had 0)"
+        );
     }
 }

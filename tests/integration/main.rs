@@ -11,3 +11,4 @@ mod plan;
 mod postgres;
 mod redis;
 mod support;
+mod traffic;

@@ -1,11 +1,13 @@
 //! `verify`: the runbook's post-deploy checklist, each threshold set in the playbook: a load
-//! probe, PostgreSQL's health from its statistics views, and the memory and CPU of containers.
+//! probe, PostgreSQL's health from its statistics views, the memory and CPU of containers, and
+//! the real requests of the load balancer's access log.
 //! Every check reports its value, threshold and level; warnings are journaled, a critical one
 //! fails the step.
 
 mod containers;
 mod load;
 mod postgres;
+mod traffic;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -21,6 +23,7 @@ pub(crate) struct Raw {
     postgres: Option<postgres::Raw>,
     containers: Option<containers::Raw>,
     migration: Option<crate::migrate::check::Raw>,
+    traffic: Option<crate::traffic::Raw>,
 }
 
 #[derive(Debug)]
@@ -29,6 +32,7 @@ pub(crate) struct Verify {
     postgres: Option<postgres::PgHealth>,
     containers: Option<containers::Containers>,
     migration: Option<MigrationCheck>,
+    traffic: Option<crate::traffic::Traffic>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,10 +87,18 @@ impl Verify {
             .containers
             .map(|c| containers::Containers::validate(c, cx));
         let migration = raw.migration.map(|m| MigrationCheck::validate(m, cx));
-        if load.is_none() && postgres.is_none() && containers.is_none() && migration.is_none() {
+        let traffic = raw
+            .traffic
+            .map(|t| crate::traffic::Traffic::validate(t, "verify", cx));
+        if load.is_none()
+            && postgres.is_none()
+            && containers.is_none()
+            && migration.is_none()
+            && traffic.is_none()
+        {
             cx.problem(
                 0..0,
-                "a verify step needs `load`, `postgres`, `containers` or `migration`",
+                "a verify step needs `load`, `postgres`, `containers`, `migration` or `traffic`",
                 "nothing to verify",
             );
             return None;
@@ -96,6 +108,7 @@ impl Verify {
             postgres: postgres.map(|p| p.ok_or(())).transpose().ok()?,
             containers: containers.map(|c| c.ok_or(())).transpose().ok()?,
             migration: migration.map(|m| m.ok_or(())).transpose().ok()?,
+            traffic: traffic.map(|t| t.ok_or(())).transpose().ok()?,
         })
     }
 
@@ -107,6 +120,7 @@ impl Verify {
                 .as_ref()
                 .map(containers::Containers::describe),
             self.migration.as_ref().map(MigrationCheck::describe),
+            self.traffic.as_ref().map(traffic::describe),
         ]
         .into_iter()
         .flatten()
@@ -116,6 +130,12 @@ impl Verify {
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let mut checks = Vec::new();
+        // Real traffic first: its window ends as the step starts, before the load probe's own
+        // requests reach the load balancer's log.
+        if let Some(t) = &self.traffic {
+            cx.say(traffic::describe(t));
+            checks.extend(traffic::run(t, cx).await?);
+        }
         if let Some(load) = &self.load {
             cx.say(load.describe());
             let (measured, found) = load.run().await?;
