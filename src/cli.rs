@@ -148,7 +148,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(exit_code::INTERNAL);
         }
     };
@@ -156,7 +156,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             let code = error.exit_code();
-            eprintln!("{:?}", miette::Report::new(error));
+            errln!("{:?}", miette::Report::new(error));
             ExitCode::from(code)
         }
     }
@@ -203,12 +203,12 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
 fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Result<u8> {
     let playbook = playbook::load(path, vars, None)?;
     match format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::json!({ "valid": true, "playbook": playbook.path, "name": playbook.name, "steps": playbook.steps.len() })
         ),
         Format::Human | Format::Markdown => {
-            println!(
+            outln!(
                 "`{}` is valid: {} step(s)",
                 playbook.path,
                 playbook.steps.len()
@@ -250,7 +250,7 @@ async fn show_plan(
     refresh: bool,
 ) -> Result<u8> {
     let plan = planned(path, vars, refresh).await?;
-    print!("{}", report::plan(&plan, cli.format));
+    out!("{}", report::plan(&plan, cli.format));
     if let Some(out) = out {
         std::fs::write(out, plan.to_json())
             .map_err(Error::io(format!("cannot write `{}`", out.display())))?;
@@ -282,7 +282,7 @@ fn confirm(cli: &Cli, question: &str) -> Result<bool> {
             "{question}: there is no terminal to ask on; pass --yes to go ahead without asking"
         )));
     }
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)
@@ -363,7 +363,7 @@ async fn apply(
         ));
     }
     if cli.format != Format::Json {
-        print!("{}", report::plan(&fresh, cli.format));
+        out!("{}", report::plan(&fresh, cli.format));
     }
     refuse_if_blocked(&fresh)?;
     if !confirm(
@@ -374,7 +374,7 @@ async fn apply(
             fresh.playbook.name
         ),
     )? {
-        eprintln!("nothing applied");
+        errln!("nothing applied");
         return Ok(exit_code::REFUSED);
     }
     let mut reporter = Reporter::new(cli.format);
@@ -456,7 +456,7 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
         cli,
         &format!("resume run {} of `{}`?", state.id(), playbook.name),
     )? {
-        eprintln!("nothing resumed");
+        errln!("nothing resumed");
         return Ok(exit_code::REFUSED);
     }
     let emitter = reopen(&state, &mut reporter, playbook.secrets.clone())?;
@@ -483,7 +483,7 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
         cli,
         &format!("roll back {} step(s) of run {}?", pending.len(), state.id()),
     )? {
-        eprintln!("nothing rolled back");
+        errln!("nothing rolled back");
         return Ok(exit_code::REFUSED);
     }
     let mut emitter = reopen(&state, &mut reporter, Default::default())?;
@@ -567,19 +567,19 @@ fn status(state_dir: &Path, id: Option<&str>, format: Format) -> Result<u8> {
                 }),
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&list).expect("serializes")
         );
         return Ok(exit_code::SUCCESS);
     }
     if runs.is_empty() {
-        println!("no runs in `{}`", state_dir.display());
+        outln!("no runs in `{}`", state_dir.display());
         return Ok(exit_code::SUCCESS);
     }
     for listed in &runs {
         match listed {
-            journal::Listed::Run(r) => println!(
+            journal::Listed::Run(r) => outln!(
                 "{}  {:<20} {:<18} {:<16} {} step(s) ok",
                 r.id(),
                 r.header.name,
@@ -587,17 +587,17 @@ fn status(state_dir: &Path, id: Option<&str>, format: Format) -> Result<u8> {
                 describe(r),
                 r.succeeded.len()
             ),
-            journal::Listed::Damaged { id, why } => println!("{id}  damaged: {why}"),
+            journal::Listed::Damaged { id, why } => outln!("{id}  damaged: {why}"),
         }
     }
     let chosen = match find_run(runs, state_dir, id)? {
         journal::Listed::Run(chosen) => chosen,
         journal::Listed::Damaged { id, why } => {
-            println!("\nrun {id}: damaged: {why}");
+            outln!("\nrun {id}: damaged: {why}");
             return Ok(exit_code::SUCCESS);
         }
     };
-    println!("\nrun {} ({}):", chosen.id(), describe(&chosen));
+    outln!("\nrun {} ({}):", chosen.id(), describe(&chosen));
     for record in &chosen.records {
         let line = match &record.event {
             Event::StepSucceeded { step, summary, .. } => format!("ok      {step}: {summary}"),
@@ -610,7 +610,7 @@ fn status(state_dir: &Path, id: Option<&str>, format: Format) -> Result<u8> {
             Event::StepRollbackFailed { step, error } => format!("ROLLBACK FAILED {step}: {error}"),
             _ => continue,
         };
-        println!("  {}  {line}", record.at);
+        outln!("  {}  {line}", record.at);
     }
     Ok(exit_code::SUCCESS)
 }

@@ -7,6 +7,9 @@
 // costs nothing that matters.
 #![allow(clippy::result_large_err)]
 
+#[macro_use]
+mod output;
+
 mod cli;
 mod db;
 mod diagnostic;

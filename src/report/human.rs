@@ -28,8 +28,8 @@ impl Human {
     /// Prints a line above the spinner.
     fn line(&self, text: impl AsRef<str>) {
         match &self.spinner {
-            Some(s) => s.suspend(|| println!("{}", text.as_ref())),
-            None => println!("{}", text.as_ref()),
+            Some(s) => s.suspend(|| outln!("{}", text.as_ref())),
+            None => outln!("{}", text.as_ref()),
         }
     }
 

@@ -33,7 +33,7 @@ impl Markdown {
                     cell(&row.note)
                 ));
             }
-            println!("{out}");
+            outln!("{out}");
         }
     }
 }

@@ -39,7 +39,7 @@ impl Reporter {
     pub(crate) fn record(&mut self, record: &Record) {
         match self {
             Reporter::Human(h) => h.event(&record.event),
-            Reporter::Json => println!(
+            Reporter::Json => outln!(
                 "{}",
                 serde_json::to_string(record).expect("a record serializes")
             ),
@@ -50,7 +50,7 @@ impl Reporter {
     pub(crate) fn progress(&mut self, event: &Event) {
         match self {
             Reporter::Human(h) => h.event(event),
-            Reporter::Json => println!(
+            Reporter::Json => outln!(
                 "{}",
                 serde_json::to_string(event).expect("an event serializes")
             ),
@@ -61,11 +61,11 @@ impl Reporter {
     /// A message outside any run (a lock taken over, a plan shown before apply).
     pub(crate) fn note(&mut self, message: &str) {
         match self {
-            Reporter::Json => println!(
+            Reporter::Json => outln!(
                 "{}",
                 serde_json::json!({ "event": "note", "message": message })
             ),
-            Reporter::Human(_) | Reporter::Markdown(_) => eprintln!("note: {message}"),
+            Reporter::Human(_) | Reporter::Markdown(_) => errln!("note: {message}"),
         }
     }
 }

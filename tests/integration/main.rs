@@ -4,6 +4,7 @@ mod apply;
 mod diagnostics;
 mod docker;
 mod examples;
+mod hostile;
 mod http;
 mod migrate;
 mod phases;
