@@ -89,6 +89,19 @@ impl Renderer {
     }
 
     fn render(&self, text: &str, name: &str) -> Result<String, Failure> {
+        if let Some(cycle) = partial_cycle(text) {
+            return Err(Failure {
+                message: format!(
+                    "{name} includes partial `{}` in itself ({}): a partial cannot recurse",
+                    cycle[0],
+                    cycle.join(" → ")
+                ),
+                label: "here".into(),
+                line: 1,
+                column: 1,
+                width: 1,
+            });
+        }
         self.hb
             .render_template_with_context(text, &self.context)
             .map_err(|e| {
@@ -123,6 +136,80 @@ impl Renderer {
     }
 }
 
+/// A chain of inline partials that includes itself (`a → b → a`), if the template has one.
+/// handlebars has no recursion limit: such a template would overflow the stack.
+fn partial_cycle(text: &str) -> Option<Vec<String>> {
+    use std::collections::BTreeMap;
+    let template = handlebars::Template::compile(text).ok()?;
+    // The partials each inline partial's body includes ("" is the template itself).
+    let mut includes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    collect(&template, "", &mut includes);
+    fn visit(
+        at: &str,
+        includes: &BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        for next in includes.get(at).into_iter().flatten() {
+            if let Some(start) = path.iter().position(|p| p == next) {
+                let mut cycle = path[start..].to_vec();
+                cycle.push(next.clone());
+                return Some(cycle);
+            }
+            path.push(next.clone());
+            if let Some(cycle) = visit(next, includes, path) {
+                return Some(cycle);
+            }
+            path.pop();
+        }
+        None
+    }
+    visit("", &includes, &mut Vec::new())
+}
+
+/// Records, under `owner`, the partials `template` includes, and each inline partial it defines
+/// under its own name.
+fn collect(
+    template: &handlebars::Template,
+    owner: &str,
+    includes: &mut std::collections::BTreeMap<String, Vec<String>>,
+) {
+    use handlebars::template::{Parameter, TemplateElement};
+    let name = |p: &Parameter| match p {
+        Parameter::Literal(serde_json::Value::String(s)) => Some(s.clone()),
+        p => p.as_name().map(str::to_string),
+    };
+    for element in &template.elements {
+        match element {
+            TemplateElement::DecoratorBlock(d) if d.name.as_name() == Some("inline") => {
+                if let (Some(defined), Some(body)) = (d.params.first().and_then(name), &d.template)
+                {
+                    includes.entry(defined.clone()).or_default();
+                    collect(body, &defined, includes);
+                }
+            }
+            TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
+                if let Some(target) = name(&d.name) {
+                    includes.entry(owner.to_string()).or_default().push(target);
+                }
+                if let Some(body) = &d.template {
+                    collect(body, owner, includes);
+                }
+            }
+            TemplateElement::HelperBlock(h) => {
+                for body in [&h.template, &h.inverse].into_iter().flatten() {
+                    collect(body, owner, includes);
+                }
+            }
+            TemplateElement::DecoratorBlock(d) => {
+                if let Some(body) = &d.template {
+                    collect(body, owner, includes);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Why a render failed, and where in the rendered text.
 struct Failure {
     message: String,
@@ -151,6 +238,29 @@ mod tests {
             renderer().render_file(&src, "t.hbs").unwrap(),
             "a=<3000>&s3cret hybrid"
         );
+    }
+
+    #[test]
+    fn a_partial_that_includes_itself_is_an_error_not_a_stack_overflow() {
+        for (text, cycle) in [
+            (r#"{{#*inline "p"}}{{> p}}{{/inline}}{{> p}}"#, "p → p"),
+            (
+                r#"{{#*inline "a"}}x{{> b}}{{/inline}}{{#*inline "b"}}{{#if vars.port}}{{> a}}{{/if}}{{/inline}}{{> a}}"#,
+                "a → b → a",
+            ),
+        ] {
+            let src = Source::new("t.hbs", text);
+            let problem = renderer()
+                .render_file(&src, "template `t.hbs`")
+                .unwrap_err();
+            assert!(problem.message().contains(cycle), "{}", problem.message());
+        }
+        // Partials that nest without a cycle still render.
+        let src = Source::new(
+            "t.hbs",
+            r#"{{#*inline "a"}}[{{> b}}]{{/inline}}{{#*inline "b"}}{{vars.port}}{{/inline}}{{> a}}{{> b}}"#,
+        );
+        assert_eq!(renderer().render_file(&src, "t").unwrap(), "[3000]3000");
     }
 
     #[test]

@@ -59,3 +59,19 @@ fn a_closed_stdout_ends_quietly_and_a_run_goes_on() {
     let (code, stderr) = with_closed_stdout(&p, &["status"]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn a_recursive_partial_is_a_template_error_not_a_stack_overflow() {
+    let p = Project::new();
+    p.write("pb.toml", PLAYBOOK).write(
+        "t.hbs",
+        "top\n{{#*inline \"p\"}}{{> p}}{{/inline}}{{> p}}\n",
+    );
+    let out = p.run(&["validate", "pb.toml"]).expect(2);
+    assert!(
+        out.stderr
+            .contains("includes partial `p` in itself (p → p)"),
+        "{}",
+        out.stderr
+    );
+}
