@@ -90,6 +90,32 @@ impl Checker<'_> {
         }
     }
 
+    /// A templated path to a file runner reads or writes: not empty, and, where something is
+    /// there already, a regular file (reading a FIFO would wait forever; a directory or a
+    /// device is never what a step means).
+    pub(crate) fn file_path(&mut self, field: &Spanned<String>) -> Option<String> {
+        let path = self.text(field)?;
+        if path.trim().is_empty() {
+            self.problem(field.span(), "the path is empty", "name a file");
+            return None;
+        }
+        let what = match std::fs::metadata(self.workdir.join(&path)) {
+            Err(_) => return Some(path),
+            Ok(m) => crate::steps::files::kind(&m.file_type()),
+        };
+        match what {
+            None => Some(path),
+            Some(what) => {
+                self.problem(
+                    field.span(),
+                    format!("`{path}` is {what}, not a regular file"),
+                    "runner reads and writes regular files only",
+                );
+                None
+            }
+        }
+    }
+
     /// A file mode written in octal, such as "0600".
     pub(crate) fn mode(&mut self, field: &Spanned<String>) -> Option<u32> {
         match u32::from_str_radix(field.get_ref(), 8) {
@@ -166,6 +192,18 @@ impl Checker<'_> {
     /// points at `span` if it cannot be read.
     pub(crate) fn read_input(&mut self, path: &str, span: Range<usize>) -> Option<Arc<str>> {
         if !self.files.contains_key(path) {
+            let special = std::fs::metadata(self.workdir.join(path))
+                .ok()
+                .and_then(|m| crate::steps::files::kind(&m.file_type()));
+            if let Some(what) = special {
+                self.problem(
+                    span,
+                    format!("`{path}` is {what}, not a regular file"),
+                    "runner reads regular files only",
+                );
+                self.files.insert(path.to_string(), None);
+                return None;
+            }
             let loaded = match std::fs::read_to_string(self.workdir.join(path)) {
                 Ok(text) => {
                     self.inputs

@@ -21,7 +21,7 @@ pub(crate) struct Backup {
 
 impl Backup {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
-        let paths: Vec<Option<String>> = raw.paths.iter().map(|p| cx.text(p)).collect();
+        let paths: Vec<Option<String>> = raw.paths.iter().map(|p| cx.file_path(p)).collect();
         Some(Backup {
             paths: paths.into_iter().collect::<Option<_>>()?,
         })

@@ -26,7 +26,7 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
-        let file = cx.text(&raw.file);
+        let file = cx.file_path(&raw.file);
         if raw.set.get_ref().is_empty() {
             cx.problem(raw.set.span(), "`set` is empty", "nothing to set");
         }

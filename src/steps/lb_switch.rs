@@ -51,7 +51,7 @@ pub(crate) struct Switched {
 
 impl LbSwitch {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
-        let file = cx.text(&raw.file);
+        let file = cx.file_path(&raw.file);
         let content = cx.text(&raw.content);
         let container = cx.text(&raw.container);
         let signal = match &raw.signal {

@@ -28,7 +28,7 @@ pub(crate) struct Template {
 
 impl Template {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
-        let dest = cx.text(&raw.dest);
+        let dest = cx.file_path(&raw.dest);
         let mode = raw.mode.as_ref().and_then(|m| cx.mode(m));
         let template = cx.text(&raw.template)?;
         let content = cx.render_template_file(&template, raw.template.span())?;

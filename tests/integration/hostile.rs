@@ -75,3 +75,72 @@ fn a_recursive_partial_is_a_template_error_not_a_stack_overflow() {
         out.stderr
     );
 }
+
+#[test]
+fn special_files_directories_and_empty_paths_are_refused_at_validate() {
+    let p = Project::new();
+    let fifo = p.file("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::create_dir(p.file("dir")).unwrap();
+    p.write("t.hbs", "x\n");
+    let cases = [
+        (
+            "kind = \"backup\"\npaths = [\"fifo\"]",
+            "`fifo` is a FIFO, not a regular file",
+        ),
+        (
+            "kind = \"backup\"\npaths = [\"dir\"]",
+            "`dir` is a directory, not a regular file",
+        ),
+        (
+            "kind = \"template\"\ntemplate = \"t.hbs\"\ndest = \"\"",
+            "the path is empty",
+        ),
+        (
+            "kind = \"template\"\ntemplate = \"t.hbs\"\ndest = \"dir\"",
+            "`dir` is a directory",
+        ),
+        (
+            "kind = \"template\"\ntemplate = \"fifo\"\ndest = \"out\"",
+            "`fifo` is a FIFO",
+        ),
+        (
+            "kind = \"env\"\nfile = \"dir\"\nset = { A = \"1\" }",
+            "`dir` is a directory",
+        ),
+        (
+            "kind = \"backup\"\npaths = [\"/dev/null\"]",
+            "`/dev/null` is a device",
+        ),
+    ];
+    for (step, message) in cases {
+        p.write(
+            "pb.toml",
+            &format!("[playbook]\nname = \"special\"\n\n[[steps]]\nid = \"s\"\n{step}\n"),
+        );
+        for command in ["validate", "plan"] {
+            let mut child = p
+                .command(&[command, "pb.toml"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let start = std::time::Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if start.elapsed() > std::time::Duration::from_secs(20) {
+                    child.kill().unwrap();
+                    panic!("`runner {command}` hangs on {step:?}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {step:?}: {stderr}");
+            assert!(stderr.contains(message), "{command} {step:?}: {stderr}");
+        }
+    }
+}
