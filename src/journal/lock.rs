@@ -42,7 +42,8 @@ impl Lock {
         command: &str,
         force: bool,
     ) -> Result<(Lock, Option<String>)> {
-        fs::create_dir_all(state_dir).map_err(Error::io(format!(
+        // Backups and undo records in it may hold secrets: only its owner may read it.
+        crate::steps::files::create_private_dir(state_dir).map_err(Error::io(format!(
             "cannot create state dir `{}`",
             state_dir.display()
         )))?;

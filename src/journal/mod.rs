@@ -329,7 +329,7 @@ pub(crate) fn seal(run_dir: &Path, step: &str, sealed: &Sealed) -> Result<String
     crate::steps::files::create_private_dir(&run_dir.join("undo"))
         .map_err(Error::io("cannot create the undo dir"))?;
     let bytes = serde_json::to_vec(sealed).expect("an undo record serializes");
-    crate::steps::files::write_atomic(&path, &bytes, Some(0o600))
+    crate::steps::files::write_atomic(&path, &bytes, Some(0o600), 0o600)
         .map_err(Error::io(format!("cannot write `{}`", path.display())))?;
     Ok(name)
 }

@@ -38,6 +38,7 @@ pub(crate) enum Scalar {
 pub(crate) struct Checker<'a> {
     source: &'a Source,
     renderer: &'a Renderer,
+    secrets: &'a Secrets,
     workdir: &'a Path,
     problems: Vec<Problem>,
     files: HashMap<String, Option<Arc<str>>>,
@@ -114,6 +115,11 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// Whether `text` holds a secret value (a file of it is then created private).
+    pub(crate) fn holds_secret(&self, text: &str) -> bool {
+        self.secrets.contains_secret(text)
     }
 
     /// A file mode written in octal, such as "0600".
@@ -331,6 +337,7 @@ pub(super) fn validate(
     let mut checker = Checker {
         source,
         renderer: &renderer,
+        secrets: &secrets,
         workdir: &workdir,
         problems,
         files: HashMap::new(),

@@ -80,8 +80,7 @@ impl Env {
             return Ok(format!("`{}` already up to date", self.file));
         }
         // A new env file is likely to hold secrets: only its owner may read it.
-        let mode = current.is_none().then_some(0o600);
-        files::write_atomic(&path, edited.as_bytes(), mode).map_err(io())?;
+        files::write_atomic(&path, edited.as_bytes(), None, 0o600).map_err(io())?;
         Ok(format!("set {} key(s) in `{}`", self.set.len(), self.file))
     }
 }

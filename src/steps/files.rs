@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,14 +55,21 @@ pub(crate) fn restore(snapshot: &Snapshot) -> io::Result<()> {
         Some(saved) => {
             let bytes = fs::read(saved)?;
             let mode = fs::metadata(saved)?.permissions().mode() & 0o7777;
-            write_atomic(&snapshot.path, &bytes, Some(mode))
+            write_atomic(&snapshot.path, &bytes, Some(mode), mode)
         }
     }
 }
 
 /// Writes through a temporary file in the same directory and renames it into place, so a crash
 /// leaves either the old or the new content, never half of one.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+/// A file that did not exist is created with `new_mode`; the temporary file is private until
+/// it has its mode, so a secret is never readable by others on the way.
+pub(crate) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+    new_mode: u32,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -72,7 +79,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::
         Some(m) => m,
         None => fs::metadata(path)
             .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o644),
+            .unwrap_or(new_mode),
     };
     let name = path
         .file_name()
@@ -80,7 +87,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.runner-{}", std::process::id()));
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.sync_all()?;
@@ -95,11 +107,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::
 
 /// Writes `bytes` to `path` (atomically) unless it already holds them and no `mode` is asked
 /// for; returns whether it wrote.
-pub(crate) fn replace(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<bool> {
+pub(crate) fn replace(
+    path: &Path,
+    bytes: &[u8],
+    mode: Option<u32>,
+    new_mode: u32,
+) -> io::Result<bool> {
     if mode.is_none() && read_optional(path)?.as_deref() == Some(bytes) {
         return Ok(false);
     }
-    write_atomic(path, bytes, mode)?;
+    write_atomic(path, bytes, mode, new_mode)?;
     Ok(true)
 }
 
@@ -150,8 +167,8 @@ mod tests {
         let backups = dir.path().join("backup");
         let s1 = snapshot(&present, &backups, 0).unwrap();
         let s2 = snapshot(&absent, &backups, 1).unwrap();
-        write_atomic(&present, b"after", Some(0o644)).unwrap();
-        write_atomic(&absent, b"new", None).unwrap();
+        write_atomic(&present, b"after", Some(0o644), 0o644).unwrap();
+        write_atomic(&absent, b"new", None, 0o644).unwrap();
         restore(&s1).unwrap();
         restore(&s2).unwrap();
         assert_eq!(fs::read_to_string(&present).unwrap(), "before");

@@ -98,8 +98,13 @@ impl LbSwitch {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let wrote = files::replace(&cx.resolve(&self.file), self.content.as_bytes(), None)
-            .map_err(StepError::io(format!("could not write `{}`", self.file)))?;
+        let wrote = files::replace(
+            &cx.resolve(&self.file),
+            self.content.as_bytes(),
+            None,
+            0o644,
+        )
+        .map_err(StepError::io(format!("could not write `{}`", self.file)))?;
         if !wrote {
             return Ok(format!("`{}` already points there", self.file));
         }

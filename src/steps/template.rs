@@ -22,6 +22,8 @@ pub(crate) struct Template {
     pub(crate) template: String,
     pub(crate) dest: String,
     pub(crate) mode: Option<u32>,
+    /// The mode of a file the step creates without `mode`: private when it holds a secret.
+    pub(crate) new_mode: u32,
     /// The rendered content, secrets included: never shown, only written.
     pub(crate) content: String,
 }
@@ -38,6 +40,11 @@ impl Template {
             mode: match raw.mode {
                 Some(_) => Some(mode?),
                 None => None,
+            },
+            new_mode: if cx.holds_secret(&content) {
+                0o600
+            } else {
+                0o644
             },
             content,
         })
@@ -57,8 +64,13 @@ impl Template {
     }
 
     pub(crate) fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let wrote = files::replace(&cx.resolve(&self.dest), self.content.as_bytes(), self.mode)
-            .map_err(StepError::io(format!("could not write `{}`", self.dest)))?;
+        let wrote = files::replace(
+            &cx.resolve(&self.dest),
+            self.content.as_bytes(),
+            self.mode,
+            self.new_mode,
+        )
+        .map_err(StepError::io(format!("could not write `{}`", self.dest)))?;
         if !wrote {
             return Ok(format!("`{}` already up to date", self.dest));
         }

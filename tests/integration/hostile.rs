@@ -144,3 +144,50 @@ fn special_files_directories_and_empty_paths_are_refused_at_validate() {
         }
     }
 }
+
+#[test]
+fn the_state_dir_and_files_holding_secrets_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Project, name: &str| {
+        std::fs::metadata(p.file(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        r#"[playbook]
+name = "modes"
+
+[secrets]
+PW = { env = "DB_PASSWORD" }
+
+[[steps]]
+id = "secret"
+kind = "template"
+template = "secret.hbs"
+dest = "out/secret.conf"
+
+[[steps]]
+id = "plain"
+kind = "template"
+template = "plain.hbs"
+dest = "out/plain.conf"
+
+[[steps]]
+id = "env"
+kind = "env"
+file = "out/.env"
+set = { A = "1" }
+"#,
+    )
+    .write("secret.hbs", "password={{secrets.PW}}\n")
+    .write("plain.hbs", "port=1\n");
+    p.run(&["apply", "--yes", "pb.toml"]).expect(0);
+    assert_eq!(mode(&p, ".runner"), 0o700);
+    assert_eq!(mode(&p, "out/secret.conf"), 0o600, "it holds a secret");
+    assert_eq!(mode(&p, "out/plain.conf"), 0o644);
+    assert_eq!(mode(&p, "out/.env"), 0o600);
+}
