@@ -5,6 +5,7 @@ mod diagnostics;
 mod docker;
 mod examples;
 mod http;
+mod load;
 mod migrate;
 mod phases;
 mod plan;
