@@ -290,7 +290,7 @@ fn bad_probe_fields_are_pointed_at() {
         ),
         (
             format!("{url}, rate = 0"),
-            "`rate` must be from 0.1 to 100000, not 0",
+            "`rate` must be from 0.1 to 1000000, not 0",
         ),
         (
             format!("{url}, rate = 5, connections = 0"),

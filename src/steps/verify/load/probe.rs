@@ -237,21 +237,36 @@ pub(crate) async fn run(schedule: &Schedule<'_>) -> Result<Measured, String> {
         idle: Mutex::new(HashMap::new()),
         slots: Semaphore::new(schedule.connections as usize),
     });
-    let mut tally = Tally::new(schedule.endpoints);
-    let mut tasks = tokio::task::JoinSet::new();
+    let (rate, requests) = (schedule.rate, schedule.requests);
+    let (done, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = tokio::runtime::Handle::current();
     let started = Instant::now();
-    for i in 0..schedule.requests {
-        let due = started + Duration::from_secs_f64(i as f64 / schedule.rate);
-        tokio::time::sleep_until(due.into()).await;
-        let endpoint = order[i as usize % order.len()];
-        tasks.spawn(send(pool.clone(), targets[endpoint].clone(), endpoint, due));
-        while let Some(done) = tasks.try_join_next() {
-            tally.add(done.map_err(|e| format!("a probe request failed: {e}"))?);
+    // A thread of its own keeps the schedule: tokio's timer ticks every millisecond, which
+    // would add up to 1 ms to every latency; a sleeping thread wakes within microseconds.
+    let scheduler = tokio::task::spawn_blocking(move || {
+        for i in 0..requests {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if done.is_closed() {
+                break; // the step was cancelled (its timeout)
+            }
+            let endpoint = order[i as usize % order.len()];
+            let (pool, target, done) = (pool.clone(), targets[endpoint].clone(), done.clone());
+            runtime.spawn(async move {
+                let _ = done.send(send(pool, target, endpoint, due).await);
+            });
         }
+    });
+    let mut tally = Tally::new(schedule.endpoints);
+    // The channel closes once the scheduler and every request are done.
+    while let Some(outcome) = outcomes.recv().await {
+        tally.add(outcome);
     }
-    while let Some(done) = tasks.join_next().await {
-        tally.add(done.map_err(|e| format!("a probe request failed: {e}"))?);
-    }
+    scheduler
+        .await
+        .map_err(|e| format!("the probe's scheduler failed: {e}"))?;
     Ok(tally.measured(schedule, started))
 }
 

@@ -145,7 +145,7 @@ pub(super) fn shape(raw: &Raw, span: &Range<usize>, cx: &mut Checker<'_>) -> Opt
         }
     };
     let rate = match &raw.rate {
-        Some(r) => bounded(r, 0.1..=100_000.0, "rate", cx),
+        Some(r) => bounded(r, 0.1..=1_000_000.0, "rate", cx),
         None => {
             cx.problem(
                 span.clone(),
