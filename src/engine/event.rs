@@ -54,6 +54,9 @@ pub(crate) enum Event {
         summary: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undo: Option<StoredUndo>,
+        /// What the step measured (a load probe's figures), for later steps to compare with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        figures: Option<serde_json::Value>,
     },
     /// Done in an earlier attempt of this run (resume).
     StepSkipped {

@@ -5,6 +5,7 @@
 mod event;
 mod rollback;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,8 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
     let started = Instant::now();
     let playbook = run.playbook;
     let mut undos: Vec<(String, Undo)> = Vec::new();
+    // What earlier steps measured: a resumed run takes it back from the journal.
+    let mut figures = before.map(|s| s.figures.clone()).unwrap_or_default();
     if let Some(state) = before {
         for (step, undo, secrets) in state.pending_undos()?.into_iter().rev() {
             run.emitter.also_redact(&secrets);
@@ -130,8 +133,11 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
             continue;
         }
         let prepared = before.and_then(|s| s.prepared.get(&step.id)).is_some();
-        match run_step(run, step, index + 1, prepared, &mut undos).await? {
-            Ok(()) => {}
+        match run_step(run, step, index + 1, prepared, &mut undos, &figures).await? {
+            Ok(Some(measured)) => {
+                figures.insert(step.id.clone(), measured);
+            }
+            Ok(None) => {}
             Err(pause) => {
                 let status = match playbook.on_failure {
                     _ if pause => RunStatus::Paused,
@@ -184,16 +190,17 @@ async fn announce(run: &mut Run<'_, '_>, status: RunStatus, failed: Option<&str>
     Ok(())
 }
 
-/// One step with its attempts. The outer error is the engine's own (the journal failed); the
-/// inner one says the step failed, after its events were emitted, and whether it asks the run
-/// to pause rather than follow `on_failure`.
+/// One step with its attempts: on success, what it measured. The outer error is the engine's
+/// own (the journal failed); the inner one says the step failed, after its events were
+/// emitted, and whether it asks the run to pause rather than follow `on_failure`.
 async fn run_step(
     run: &mut Run<'_, '_>,
     step: &Step,
     index: usize,
     prepared: bool,
     undos: &mut Vec<(String, Undo)>,
-) -> Result<Result<(), bool>> {
+    figures: &BTreeMap<String, serde_json::Value>,
+) -> Result<Result<Option<serde_json::Value>, bool>> {
     let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
     let run_id = run
         .dir
@@ -208,6 +215,7 @@ async fn run_step(
         timeout: step.timeout,
         webhook: run.playbook.notify.as_ref().map(|n| n.webhook.as_str()),
         run_id: &run_id,
+        figures,
     };
     let mut attempt = 1;
     loop {
@@ -240,7 +248,11 @@ async fn run_step(
             run.emitter.emit(note_event(step, note))?;
         }
         match result {
-            Ok(Done { summary, undo }) => {
+            Ok(Done {
+                summary,
+                undo,
+                figures,
+            }) => {
                 let undo = match &step.rollback {
                     Rollback::Default => undo,
                     // Journaled when the step was prepared.
@@ -252,8 +264,9 @@ async fn run_step(
                     duration_ms: millis(started),
                     summary,
                     undo,
+                    figures: figures.clone(),
                 })?;
-                return Ok(Ok(()));
+                return Ok(Ok(figures));
             }
             Err(StepError {
                 message,

@@ -1,6 +1,7 @@
 //! Rollback: carry out undo records newest first, journaling each; stop at the first failure,
 //! since what comes after may depend on it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ pub(crate) async fn roll_back(
             timeout: None,
             webhook: None,
             run_id: "",
+            figures: &BTreeMap::new(),
         };
         match undo.apply(&cx).await {
             Ok(summary) => emitter.emit(Event::StepRolledBack {

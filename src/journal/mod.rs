@@ -150,6 +150,8 @@ pub(crate) struct RunState {
     pub(crate) header: Header,
     pub(crate) records: Vec<Record>,
     pub(crate) succeeded: BTreeSet<String>,
+    /// What succeeded steps measured, by step id (a resumed run compares with them).
+    pub(crate) figures: BTreeMap<String, serde_json::Value>,
     /// Undo records of steps prepared but not finished: reused when the step runs again.
     pub(crate) prepared: BTreeMap<String, StoredUndo>,
     /// Every undo record, in the order the steps recorded them.
@@ -223,6 +225,7 @@ impl RunState {
             header,
             records: Vec::new(),
             succeeded: BTreeSet::new(),
+            figures: BTreeMap::new(),
             prepared: BTreeMap::new(),
             undos: Vec::new(),
             rolled_back: BTreeSet::new(),
@@ -267,9 +270,17 @@ impl RunState {
                 self.prepared.insert(step.clone(), undo.clone());
                 self.undos.push((step.clone(), undo.clone()));
             }
-            Event::StepSucceeded { step, undo, .. } => {
+            Event::StepSucceeded {
+                step,
+                undo,
+                figures,
+                ..
+            } => {
                 self.prepared.remove(step);
                 self.succeeded.insert(step.clone());
+                if let Some(figures) = figures {
+                    self.figures.insert(step.clone(), figures.clone());
+                }
                 if let Some(undo) = undo {
                     self.undos.push((step.clone(), undo.clone()));
                 }

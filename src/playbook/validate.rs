@@ -45,6 +45,8 @@ pub(crate) struct Checker<'a> {
     inputs: Vec<Input>,
     /// The `[notify]` service name, when the playbook has that section.
     notify_service: Option<String>,
+    /// The valid steps checked so far, for a step that refers to an earlier one.
+    steps: Vec<Step>,
 }
 
 impl Checker<'_> {
@@ -56,6 +58,11 @@ impl Checker<'_> {
     ) {
         self.problems
             .push(self.source.problem(span, message, label));
+    }
+
+    /// The valid step `id` before the one being checked.
+    pub(crate) fn earlier_step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
     }
 
     /// A templated string field, rendered.
@@ -347,6 +354,7 @@ pub(super) fn validate(
             Some(source.text().as_bytes()),
         )],
         notify_service: None,
+        steps: Vec::new(),
     };
     let notify = document.notify.and_then(|n| {
         raw::fields(n, source, "[notify]")
@@ -356,17 +364,19 @@ pub(super) fn validate(
     });
     checker.notify_service = notify.as_ref().map(|n| n.service.clone());
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
-    let mut steps = Vec::new();
     for value in document.steps {
         if let Some(step) = step(value, &mut checker, &mut seen) {
-            steps.push(step);
+            checker.steps.push(step);
         }
     }
-    if steps.is_empty() && checker.problems.is_empty() {
+    if checker.steps.is_empty() && checker.problems.is_empty() {
         checker.problem(0..0, "the playbook has no steps", "add [[steps]] tables");
     }
     let Checker {
-        problems, inputs, ..
+        problems,
+        inputs,
+        steps,
+        ..
     } = checker;
     if !problems.is_empty() {
         return Err(problems);

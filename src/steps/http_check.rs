@@ -34,11 +34,21 @@ pub(crate) struct Raw {
     on_inconclusive: Option<Spanned<String>>,
 }
 
+/// `expect_status = 200` or `expect_status = [200, 404]`.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Statuses {
+pub(crate) enum Statuses {
     One(u16),
     Many(Vec<u16>),
+}
+
+impl Statuses {
+    pub(crate) fn list(&self) -> Vec<u16> {
+        match self {
+            Statuses::One(s) => vec![*s],
+            Statuses::Many(list) => list.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -84,7 +94,7 @@ pub(crate) struct HttpCheck {
 }
 
 /// What to send: the fields `http_check` and the load probe share.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Request {
     pub(crate) url: String,
     pub(crate) method: reqwest::Method,
@@ -171,11 +181,7 @@ impl HttpCheck {
         let pause_if_inconclusive = cx.pause_or_rollback(&raw.on_inconclusive, false);
         Some(HttpCheck {
             request: request?,
-            expect_status: match raw.expect_status {
-                Some(Statuses::One(s)) => vec![s],
-                Some(Statuses::Many(list)) => list,
-                None => vec![200],
-            },
+            expect_status: raw.expect_status.as_ref().map_or(vec![200], Statuses::list),
             assertions: assertions.into_iter().collect::<Option<_>>()?,
             interval: interval?,
             successes: raw.successes.unwrap_or(1).max(1),

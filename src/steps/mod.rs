@@ -22,6 +22,7 @@ pub(crate) mod sql;
 pub(crate) mod template;
 pub(crate) mod verify;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -144,10 +145,12 @@ pub(crate) enum Undo {
     Migration(crate::migrate::Written),
 }
 
-/// A step that finished: a one-line summary, and what its default rollback needs (if anything).
+/// A step that finished: a one-line summary, what its default rollback needs (if anything),
+/// and the figures it measured (journaled, for later steps of the run to compare with).
 pub(crate) struct Done {
     pub(crate) summary: String,
     pub(crate) undo: Option<Undo>,
+    pub(crate) figures: Option<serde_json::Value>,
 }
 
 impl From<String> for Done {
@@ -155,6 +158,7 @@ impl From<String> for Done {
         Done {
             summary,
             undo: None,
+            figures: None,
         }
     }
 }
@@ -188,6 +192,8 @@ pub(crate) struct StepCx<'a> {
     pub(crate) webhook: Option<&'a str>,
     /// The run this step belongs to.
     pub(crate) run_id: &'a str,
+    /// The figures of the steps of this run that succeeded before this one, by step id.
+    pub(crate) figures: &'a BTreeMap<String, serde_json::Value>,
 }
 
 impl StepCx<'_> {
@@ -387,7 +393,7 @@ impl Action {
             Action::HttpCheck(s) => s.apply(cx).await.map(Done::from),
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
             Action::Monitor(s) => s.apply(cx).await.map(Done::from),
-            Action::Verify(s) => s.apply(cx).await.map(Done::from),
+            Action::Verify(s) => s.apply(cx).await,
             Action::Migrate(s) => s.apply(cx).await.map(Done::from),
         }
     }

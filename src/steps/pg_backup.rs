@@ -81,6 +81,7 @@ impl PgBackup {
                 url: self.url.clone(),
                 file,
             })),
+            figures: None,
         })
     }
 }

@@ -165,6 +165,7 @@ impl RedisBackup {
                 url: self.url.clone(),
                 file: path,
             })),
+            figures: None,
         })
     }
 }

@@ -319,7 +319,11 @@ impl Sql {
             self.files.len() - applied.files.len()
         );
         let undo = (!applied.files.is_empty()).then_some(Undo::Sql(applied));
-        Ok(Done { summary, undo })
+        Ok(Done {
+            summary,
+            undo,
+            figures: None,
+        })
     }
 }
 

@@ -3,39 +3,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use crate::support::Project;
-
-/// Serves `answer(n)` (status, body, delay) to the n-th request (from 0); returns its port.
-fn serve(answer: impl Fn(usize) -> (u16, &'static str, u64) + Send + Sync + 'static) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = Arc::new(AtomicUsize::new(0));
-    let answer = Arc::new(answer);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (count, answer) = (count.clone(), answer.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(&stream);
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let (status, body, delay) = answer(count.fetch_add(1, Ordering::SeqCst));
-                std::thread::sleep(Duration::from_millis(delay));
-                let mut stream = &stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    port
-}
+use crate::support::{Project, serve};
 
 fn gate(port: u16, extra: &str) -> String {
     format!(
@@ -56,7 +25,7 @@ assert = [{{ path = "$.status", equals = "healthy" }}, {{ path = "$.checks.redis
 #[test]
 fn http_check_passes_fails_and_is_inconclusive_as_the_answers_say() {
     let p = Project::new();
-    let flapping = serve(|n| match n {
+    let flapping = serve(|n, _| match n {
         0 | 1 => (503, r#"{"status":"starting"}"#, 0),
         _ => (200, r#"{"status":"healthy","checks":{"redis":true}}"#, 0),
     });
@@ -78,7 +47,7 @@ fn http_check_passes_fails_and_is_inconclusive_as_the_answers_say() {
     );
     assert!(journal.contains("#4 pass"), "{journal}");
 
-    let slow = serve(|_| (200, r#"{"status":"healthy","checks":{"redis":true}}"#, 3000));
+    let slow = serve(|_, _| (200, r#"{"status":"healthy","checks":{"redis":true}}"#, 3000));
     p.write(
         "slow.toml",
         &gate(slow, "timeout = \"1s\"\non_inconclusive = \"pause\""),
@@ -90,7 +59,7 @@ fn http_check_passes_fails_and_is_inconclusive_as_the_answers_say() {
         run.stdout
     );
 
-    let malformed = serve(|_| (200, r#"{"status": "healthy""#, 0));
+    let malformed = serve(|_, _| (200, r#"{"status": "healthy""#, 0));
     p.write("malformed.toml", &gate(malformed, "failure_limit = 2"));
     let run = p.run(&["apply", "--yes", "malformed.toml"]).expect(4);
     assert!(
@@ -104,7 +73,7 @@ fn http_check_passes_fails_and_is_inconclusive_as_the_answers_say() {
         run.stdout
     );
 
-    let pathless = serve(|_| (200, r#"{"status":"healthy"}"#, 0));
+    let pathless = serve(|_, _| (200, r#"{"status":"healthy"}"#, 0));
     p.write("pathless.toml", &gate(pathless, "failure_limit = 2"));
     let run = p.run(&["apply", "--yes", "pathless.toml"]).expect(4);
     assert!(
@@ -256,8 +225,8 @@ fn alerts_reach_the_webhook_in_slack_shape_and_a_dead_webhook_never_fails_the_ru
 #[test]
 fn the_load_probe_reports_percentiles_and_gates_on_the_error_rate() {
     let p = Project::new();
-    let fine = serve(|_| (200, r#"{"ok":true}"#, 1));
-    let flaky = serve(|n| {
+    let fine = serve(|_, _| (200, r#"{"ok":true}"#, 1));
+    let flaky = serve(|n, _| {
         if n % 5 == 0 {
             (500, "{}", 0)
         } else {
@@ -266,7 +235,7 @@ fn the_load_probe_reports_percentiles_and_gates_on_the_error_rate() {
     });
     let probe = |port: u16| {
         format!(
-            "[playbook]\nname = \"probe\"\n\n[[steps]]\nid = \"probe\"\nkind = \"verify\"\nload = {{ url = \"http://127.0.0.1:{port}/api/v1/messages\", method = \"POST\", body = '{{\"model\":\"claude\"}}', headers = {{ content-type = \"application/json\" }}, concurrency = 4, requests = 200, p95_ms = 1000, error_rate = 0.001 }}\n"
+            "[playbook]\nname = \"probe\"\n\n[[steps]]\nid = \"probe\"\nkind = \"verify\"\nload = {{ url = \"http://127.0.0.1:{port}/api/v1/messages\", method = \"POST\", body = '{{\"model\":\"claude\"}}', headers = {{ content-type = \"application/json\" }}, rate = 200, requests = 200, p95_ms = 1000, error_rate = 0.001 }}\n"
         )
     };
     p.write("fine.toml", &probe(fine))

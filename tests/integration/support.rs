@@ -1,7 +1,12 @@
 //! A temporary project to run the real `runner` binary in.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 pub const SENTINEL: &str = "sentinel-Pa55-w0rd-7f3c";
 
@@ -64,16 +69,19 @@ impl Project {
             .expect("runner starts")
     }
 
-    /// Every journal line of every run, as one text.
+    /// Every journal line of every run, oldest run first (run ids sort by start), as one text.
     pub fn journals(&self) -> String {
-        let mut out = String::new();
         let runs = self.file(".runner/runs");
-        for entry in std::fs::read_dir(runs).into_iter().flatten().flatten() {
-            out.push_str(
-                &std::fs::read_to_string(entry.path().join("journal.jsonl")).unwrap_or_default(),
-            );
-        }
-        out
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        dirs.iter()
+            .map(|d| std::fs::read_to_string(d.join("journal.jsonl")).unwrap_or_default())
+            .collect()
     }
 
     /// Waits (bounded) until a file exists.
@@ -180,4 +188,39 @@ pub fn redis_cli(db: u8, args: &[&str]) -> String {
         .env("REDISCLI_AUTH", url.password().unwrap_or_default())
         .args(args);
     tool_output(command)
+}
+
+/// Serves `answer(n, path)` (status, body, delay in ms) to the n-th request (from 0), a thread
+/// per connection, one request per connection; returns its port on 127.0.0.1.
+pub fn serve(
+    answer: impl Fn(usize, &str) -> (u16, &'static str, u64) + Send + Sync + 'static,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (count, answer) = (count.clone(), answer.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                line.clear();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let (status, body, delay) = answer(count.fetch_add(1, Ordering::SeqCst), &path);
+                std::thread::sleep(Duration::from_millis(delay));
+                // One write: in pieces, Nagle's algorithm and delayed ACKs add 40 ms.
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = (&stream).write_all(answer.as_bytes());
+            });
+        }
+    });
+    port
 }

@@ -12,7 +12,7 @@ mod traffic;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Intent, StepCx, StepError};
+use super::{Done, Intent, StepCx, StepError};
 use crate::migrate::check::{Found, MigrationCheck};
 use crate::playbook::Checker;
 
@@ -81,7 +81,10 @@ impl Check {
 
 impl Verify {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
-        let load = raw.load.map(|l| load::Load::validate(l.into_inner(), cx));
+        let load = raw.load.map(|l| {
+            let span = l.span();
+            load::Load::validate(l.into_inner(), span, cx)
+        });
         let postgres = raw.postgres.map(|p| postgres::PgHealth::validate(p, cx));
         let containers = raw
             .containers
@@ -112,6 +115,11 @@ impl Verify {
         })
     }
 
+    /// The load probe, which a later verify step may repeat and compare with.
+    pub(crate) fn load(&self) -> Option<&load::Load> {
+        self.load.as_ref()
+    }
+
     pub(crate) fn plan(&self) -> Intent {
         let parts: Vec<String> = [
             self.load.as_ref().map(load::Load::describe),
@@ -128,8 +136,10 @@ impl Verify {
         Intent::new(format!("check {}", parts.join("; ")), false)
     }
 
-    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
         let mut checks = Vec::new();
+        let mut figures = None;
+        let mut side_by_side = None;
         // Real traffic first: its window ends as the step starts, before the load probe's own
         // requests reach the load balancer's log.
         if let Some(t) = &self.traffic {
@@ -138,12 +148,24 @@ impl Verify {
         }
         if let Some(load) = &self.load {
             cx.say(load.describe());
-            let (measured, found) = load.run().await?;
+            let baseline = load.compare().map(|c| baseline(c, cx)).transpose()?;
+            let measured = load.run().await?;
             cx.record(format!(
                 "load measured: {}",
                 serde_json::to_string(&measured).expect("figures serialize")
             ));
-            checks.extend(found);
+            checks.extend(load.checks(&measured));
+            if let (Some(compare), Some(before)) = (load.compare(), &baseline) {
+                checks.extend(compare.checks(before, &measured));
+                side_by_side = Some(load::Compare::side_by_side(before, &measured));
+            }
+            figures = Some(serde_json::json!({
+                "load": measured,
+                "baseline": baseline.map(|b| serde_json::json!({
+                    "step": load.compare().map(|c| c.with.clone()),
+                    "load": b,
+                })),
+            }));
         }
         if let Some(pg) = &self.postgres {
             cx.say(pg.describe());
@@ -180,12 +202,33 @@ impl Verify {
             )
             .into());
         }
-        Ok(format!(
+        let mut summary = format!(
             "{} check(s): {} ok, {warnings} warning(s)",
             checks.len(),
             checks.len() - warnings
-        ))
+        );
+        if let Some(both) = side_by_side {
+            summary.push_str(&format!("; {both}"));
+        }
+        Ok(Done {
+            summary,
+            undo: None,
+            figures,
+        })
     }
+}
+
+/// The figures of the earlier step a probe compares with, as this run journaled them.
+fn baseline(compare: &load::Compare, cx: &StepCx<'_>) -> Result<load::Measured, StepError> {
+    cx.figures
+        .get(&compare.with)
+        .and_then(|f| serde_json::from_value(f.get("load")?.clone()).ok())
+        .ok_or_else(|| {
+            StepError::from(format!(
+                "this run has no load figures of step `{}` to compare with: it must succeed earlier in the same run",
+                compare.with
+            ))
+        })
 }
 
 /// The counts per entity and the content comparison as checks; every mismatch is journaled.
