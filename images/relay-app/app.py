@@ -10,6 +10,7 @@ Faults for runner's tests (STANDIN_FAULT, comma-separated; unset in the bundled 
 that a /health check cannot see:
   lookup_errors     GET /api/keys/{id} answers 500; /health stays healthy;
   lookup_delay=MS   GET /api/keys/{id} answers MS milliseconds late;
+  latency=MS        every answer (but /health) takes MS milliseconds more;
   slowdown=F        every answer takes F times as long as it would (same answers).
 
 The three modes of the migration:
@@ -53,7 +54,7 @@ def faults():
     for item in filter(None, os.environ.get("STANDIN_FAULT", "").split(",")):
         name, _, value = item.strip().partition("=")
         found[name] = float(value) if value else True
-    unknown = set(found) - {"lookup_errors", "lookup_delay", "slowdown"}
+    unknown = set(found) - {"lookup_errors", "lookup_delay", "latency", "slowdown"}
     if unknown:
         sys.exit(f"STANDIN_FAULT: unknown fault(s) {sorted(unknown)}")
     return found
@@ -263,6 +264,8 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self, handle):
         started = time.monotonic()
         lookup = self.command == "GET" and self.path.startswith("/api/keys/")
+        if "latency" in FAULTS and self.path != "/health":
+            time.sleep(FAULTS["latency"] / 1000)
         if lookup and "lookup_delay" in FAULTS:
             time.sleep(FAULTS["lookup_delay"] / 1000)
         if lookup and "lookup_errors" in FAULTS:

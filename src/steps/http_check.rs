@@ -31,6 +31,8 @@ pub(crate) struct Raw {
     interval: Option<Spanned<String>>,
     successes: Option<u32>,
     failure_limit: Option<u32>,
+    /// An answer slower than this many milliseconds is a wrong one.
+    max_ms: Option<u64>,
     on_inconclusive: Option<Spanned<String>>,
 }
 
@@ -90,6 +92,7 @@ pub(crate) struct HttpCheck {
     interval: Duration,
     successes: u32,
     failure_limit: Option<u32>,
+    max_ms: Option<u64>,
     pause_if_inconclusive: bool,
 }
 
@@ -186,6 +189,7 @@ impl HttpCheck {
             interval: interval?,
             successes: raw.successes.unwrap_or(1).max(1),
             failure_limit: raw.failure_limit,
+            max_ms: raw.max_ms,
             pause_if_inconclusive: pause_if_inconclusive?,
         })
     }
@@ -200,6 +204,7 @@ impl HttpCheck {
                 .join(" or ")
         )];
         checks.extend(self.assertions.iter().map(Assertion::describe));
+        checks.extend(self.max_ms.map(|max| format!("an answer within {max} ms")));
         let limit = self
             .failure_limit
             .map(|n| format!(", fail after {n} wrong answers"))
@@ -239,6 +244,12 @@ impl HttpCheck {
             let sent = Instant::now();
             let sample = self.sample(&client, remaining).await;
             let ms = sent.elapsed().as_millis();
+            let sample = match (sample, self.max_ms) {
+                (Sample::Pass, Some(max)) if ms > u128::from(max) => {
+                    Sample::Wrong(format!("answered in {ms} ms, over the {max} ms limit"))
+                }
+                (sample, _) => sample,
+            };
             match &sample {
                 Sample::Pass => {
                     passes += 1;

@@ -417,6 +417,7 @@ mod tests {
 
     async fn apply(dir: &std::path::Path, m: &Monitor) -> (Result<String, StepError>, Vec<String>) {
         let (progress, mut notes) = tokio::sync::mpsc::unbounded_channel();
+        let figures = BTreeMap::new();
         let cx = StepCx {
             workdir: dir,
             backup_dir: dir.join("backup"),
@@ -424,6 +425,7 @@ mod tests {
             timeout: None,
             webhook: None,
             run_id: "test",
+            figures: &figures,
         };
         let outcome = m.apply(&cx).await;
         drop(cx);

@@ -277,3 +277,24 @@ fn the_load_probe_reports_percentiles_and_gates_on_the_error_rate() {
         run.stdout
     );
 }
+
+#[test]
+fn an_answer_slower_than_max_ms_is_a_wrong_one() {
+    let p = Project::new();
+    let body = r#"{"status":"healthy","checks":{"redis":true}}"#;
+    let slow = serve(move |_, _| (200, body, 700));
+    p.write(
+        "slow.toml",
+        &gate(slow, "max_ms = 300\nfailure_limit = 2\ntimeout = \"20s\""),
+    );
+    let run = p.run(&["apply", "--yes", "slow.toml"]).expect(4);
+    assert!(
+        run.stdout.contains("failed: 2 wrong answer(s)")
+            && run.stdout.contains("over the 300 ms limit"),
+        "{}",
+        run.stdout
+    );
+    let fast = serve(move |_, _| (200, body, 0));
+    p.write("fast.toml", &gate(fast, "max_ms = 300\nfailure_limit = 2"));
+    p.run(&["apply", "--yes", "fast.toml"]).expect(0);
+}

@@ -22,8 +22,16 @@ use crate::support::{Project, Run, example_secrets, finish, psql, tool_output};
 const REDIS_PASSWORD: &str = "test-redis-password";
 /// The API key the shipped playbooks write and look up in their health gates.
 const CANARY: &str = "00000000-0000-4000-8000-00000000c0de";
-/// Faults of the new app that its /health cannot see (the stand-in's STANDIN_FAULT).
-const FAULTS: &[&str] = &["lookup_errors"];
+/// The app of the hybrid phase answers this much later than the stand-in would, so that the
+/// comparison gate's baseline is above its floor (20 ms at 1.5x in the shipped playbooks).
+const BASE: &str = "latency=12";
+/// Faults of the new app that its /health cannot see (the stand-in's STANDIN_FAULT): failing
+/// key lookups, key lookups 2 s late, and every answer 3x slower than the hybrid app's.
+const FAULTS: &[&str] = &[
+    "lookup_errors",
+    "lookup_delay=2000",
+    "latency=12,slowdown=3",
+];
 
 struct Phases {
     p: Project,
@@ -343,8 +351,15 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     assert_eq!(get_json(ph.lb, "/health")["instance"], "blue");
 
     // hybrid, killed in the middle of its migration, then resumed.
+    ph.p.write(
+        "hybrid-app/Dockerfile",
+        &format!("FROM claude-relay-service:stand-in\nENV STANDIN_FAULT={BASE}\n"),
+    );
     let mut child = ph
-        .apply("hybrid", &[])
+        .apply(
+            "hybrid",
+            &["--var".to_string(), "app_context=hybrid-app".to_string()],
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
