@@ -22,7 +22,7 @@ use crate::support::{Project, Run, example_secrets, finish, psql, tool_output};
 const REDIS_PASSWORD: &str = "test-redis-password";
 /// The API key the shipped playbooks write and look up in their health gates.
 const CANARY: &str = "00000000-0000-4000-8000-00000000c0de";
-/// The app of the hybrid phase answers this much later than the stand-in would, so that the
+/// Every app of the test answers this much later than the stand-in would, so that the
 /// comparison gate's baseline is above its floor (20 ms at 1.5x in the shipped playbooks).
 const BASE: &str = "latency=12";
 /// Faults of the new app that its /health cannot see (the stand-in's STANDIN_FAULT): failing
@@ -49,6 +49,10 @@ impl Phases {
         for dir in ["templates", "images", "sql", "playbooks"] {
             std::os::unix::fs::symlink(repo.join(dir), p.file(dir)).unwrap();
         }
+        p.write(
+            "base-app/Dockerfile",
+            &format!("FROM claude-relay-service:stand-in\nENV STANDIN_FAULT={BASE}\n"),
+        );
         let stack = Stack::new("phases");
         let (lb, redis, postgres) = (free_port(), free_port(), free_port());
         let vars = [
@@ -81,6 +85,7 @@ impl Phases {
             .args(&self.vars)
             .arg("--var")
             .arg(format!("app_image={}-app:{phase}", self.stack.name))
+            .args(["--var", "app_context=base-app"])
             .args(extra);
         if phase != "preparation" {
             // The phases that watch the new deployment, for a shorter while.
@@ -351,15 +356,8 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     assert_eq!(get_json(ph.lb, "/health")["instance"], "blue");
 
     // hybrid, killed in the middle of its migration, then resumed.
-    ph.p.write(
-        "hybrid-app/Dockerfile",
-        &format!("FROM claude-relay-service:stand-in\nENV STANDIN_FAULT={BASE}\n"),
-    );
     let mut child = ph
-        .apply(
-            "hybrid",
-            &["--var".to_string(), "app_context=hybrid-app".to_string()],
-        )
+        .apply("hybrid", &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
