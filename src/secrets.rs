@@ -21,13 +21,80 @@ impl fmt::Debug for Secrets {
     }
 }
 
+/// The shortest secret a playbook may have: a shorter value also occurs in ordinary text, so
+/// redacting it would rewrite that text (and reveal the secret by where it did).
+pub(crate) const MIN_LEN: usize = 8;
+
+/// The sets of characters a URL percent-encodes where a secret may sit (the WHATWG URL
+/// standard's, as the `url` crate applies them when it parses or prints a URL): a query of a
+/// special scheme, a path, the user info. `%` is never among them: a URL keeps it as it is.
+const QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\'');
+const PATH: &percent_encoding::AsciiSet =
+    &QUERY.remove(b'\'').add(b'?').add(b'`').add(b'{').add(b'}');
+const USERINFO: &percent_encoding::AsciiSet = &PATH
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'=')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'|');
+
+/// Every form a secret value may take once formatted: as it is, JSON-escaped, shell-quoted,
+/// percent-encoded (as a URL holds it), base64, and each line of a multi-line value.
+fn renderings(value: &str) -> Vec<String> {
+    use base64::Engine;
+    let json = serde_json::to_string(value).expect("a string serializes");
+    let mut forms = vec![
+        value.to_string(),
+        json[1..json.len() - 1].to_string(),
+        json,
+        shlex::try_quote(value)
+            .map(|q| q.into_owned())
+            .unwrap_or_default(),
+        percent_encoding::utf8_percent_encode(value, QUERY).to_string(),
+        percent_encoding::utf8_percent_encode(value, PATH).to_string(),
+        // A URL's path of a special scheme (http) turns `\` into `/`.
+        percent_encoding::utf8_percent_encode(&value.replace('\\', "/"), PATH).to_string(),
+        percent_encoding::utf8_percent_encode(value, USERINFO).to_string(),
+        percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
+        base64::engine::general_purpose::STANDARD.encode(value),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(value),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
+    ];
+    if value.contains('\n') {
+        forms.extend(
+            value
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.chars().count() >= MIN_LEN)
+                .map(str::to_string),
+        );
+    }
+    forms.retain(|f| f.chars().count() >= MIN_LEN.min(value.chars().count()) && !f.is_empty());
+    forms
+}
+
 impl Secrets {
     pub(crate) fn insert(&mut self, name: String, value: String) {
-        if !self.needles.contains(&value) {
-            self.needles.push(value.clone());
-            self.needles
-                .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        for form in renderings(&value) {
+            if !self.needles.contains(&form) {
+                self.needles.push(form);
+            }
         }
+        self.needles
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         self.values.insert(name, value);
     }
 
@@ -50,20 +117,22 @@ impl Secrets {
         out
     }
 
-    /// Redacts every string inside a JSON value, keys included.
+    /// Redacts every string value inside a JSON value; keys (a structure's names) are left as
+    /// they are.
     pub(crate) fn redact_json(&self, value: &mut serde_json::Value) {
         use serde_json::Value;
         match value {
             Value::String(s) if self.contains_secret(s) => *s = self.redact(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
-            Value::Object(map) => {
-                let entries = std::mem::take(map);
-                for (k, mut v) in entries {
-                    self.redact_json(&mut v);
-                    map.insert(self.redact(&k), v);
-                }
-            }
+            Value::Object(map) => map.values_mut().for_each(|v| self.redact_json(v)),
             _ => {}
+        }
+    }
+
+    /// Redacts a text field in place.
+    pub(crate) fn redact_in(&self, text: &mut String) {
+        if self.contains_secret(text) {
+            *text = self.redact(text);
         }
     }
 }
@@ -71,6 +140,37 @@ impl Secrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_rendering_of_a_secret_is_redacted() {
+        let secret = "S3nt X\"Y$Z\\W%q";
+        let pem = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nAoIBAQC7VJTUt9Us8cKj\n-----END KEY-----";
+        let mut s = Secrets::default();
+        s.insert("A".into(), secret.into());
+        s.insert("P".into(), pem.into());
+        use base64::Engine;
+        let shown = [
+            secret.to_string(),
+            serde_json::to_string(secret).unwrap(),
+            shlex::try_quote(secret).unwrap().into_owned(),
+            url::Url::parse(&format!("http://h/{secret}?token={secret}"))
+                .unwrap()
+                .to_string(),
+            url::Url::parse_with_params("http://h/", [("token", secret)])
+                .unwrap()
+                .to_string(),
+            base64::engine::general_purpose::STANDARD.encode(secret),
+            "  MIIEvQIBADANBgkqhkiG9w0BAQEFAASC".to_string(),
+        ];
+        for text in shown {
+            let out = s.redact(&format!("before {text} after"));
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            assert!(
+                !out.contains("S3nt") && !out.contains("MIIEvQ"),
+                "{text} -> {out}"
+            );
+        }
+    }
 
     #[test]
     fn redacts_longest_first_and_inside_json() {
@@ -82,7 +182,8 @@ mod tests {
         s.redact_json(&mut v);
         assert_eq!(
             v,
-            serde_json::json!({"k": ["<redacted>", {"<redacted>": 1}], "n": 2})
+            serde_json::json!({"k": ["<redacted>", {"abc": 1}], "n": 2}),
+            "keys are names of the structure, never rewritten"
         );
         assert!(!format!("{s:?}").contains("abc\""));
     }

@@ -93,6 +93,44 @@ pub(crate) enum Event {
     },
 }
 
+impl Event {
+    /// Replaces every secret in the event's text: field by field, so that the event's
+    /// structure (its tag, its names, its step ids and kinds) is never touched.
+    pub(crate) fn redact(&mut self, secrets: &crate::secrets::Secrets) {
+        let text = |t: &mut String| secrets.redact_in(t);
+        match self {
+            Event::RunStarted {
+                playbook, phase, ..
+            } => {
+                text(playbook);
+                text(phase);
+            }
+            Event::StepProgress { line: t, .. }
+            | Event::StepSample { sample: t, .. }
+            | Event::StepSkipped { reason: t, .. }
+            | Event::StepRolledBack { summary: t, .. }
+            | Event::StepRollbackFailed { error: t, .. }
+            | Event::Warning { message: t } => text(t),
+            Event::StepSucceeded {
+                summary, figures, ..
+            } => {
+                text(summary);
+                if let Some(figures) = figures {
+                    secrets.redact_json(figures);
+                }
+            }
+            Event::StepFailed { error, .. } => text(error),
+            // Undo records that hold a secret are sealed before they become events.
+            Event::StepPrepared { .. }
+            | Event::StepStarted { .. }
+            | Event::ChildStarted { .. }
+            | Event::ChildExited { .. }
+            | Event::RollbackStarted { .. }
+            | Event::RunFinished { .. } => {}
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -57,10 +57,9 @@ impl<'r> Emitter<'r> {
         Ok(())
     }
 
-    fn redacted(&self, event: Event) -> Event {
-        let mut value = serde_json::to_value(&event).expect("an event serializes");
-        self.secrets.redact_json(&mut value);
-        serde_json::from_value(value).expect("a redacted event deserializes")
+    fn redacted(&self, mut event: Event) -> Event {
+        event.redact(&self.secrets);
+        event
     }
 
     /// The form an undo record is journaled in: sealed in a private file if it holds a secret.

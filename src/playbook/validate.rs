@@ -456,10 +456,21 @@ fn secrets(
             _ => Err("give exactly one of `env` or `file`".to_string()),
         };
         match found {
-            Ok(value) if !value.is_empty() => secrets.insert(name.clone(), value),
-            Ok(_) => problems.push(source.problem(
+            Ok(value) if value.chars().count() >= crate::secrets::MIN_LEN => {
+                secrets.insert(name.clone(), value)
+            }
+            Ok(value) if value.is_empty() => problems.push(source.problem(
                 name_span,
                 format!("secret `{name}` is empty"),
+                "this secret",
+            )),
+            Ok(value) => problems.push(source.problem(
+                name_span,
+                format!(
+                    "secret `{name}` is {} character(s) long: a secret needs at least {}, since a shorter value also occurs in ordinary text, where redacting it would both mangle the output and reveal the secret",
+                    value.chars().count(),
+                    crate::secrets::MIN_LEN
+                ),
                 "this secret",
             )),
             Err(why) => problems.push(source.problem(

@@ -191,3 +191,101 @@ set = { A = "1" }
     assert_eq!(mode(&p, "out/plain.conf"), 0o644);
     assert_eq!(mode(&p, "out/.env"), 0o600);
 }
+
+/// Every form a secret may take once formatted.
+fn forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let json = serde_json::to_string(secret).unwrap();
+    let mut forms = vec![
+        secret.to_string(),
+        json[1..json.len() - 1].to_string(),
+        shlex::try_quote(secret).unwrap().into_owned(),
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    ];
+    forms.extend(secret.lines().filter(|l| l.len() >= 8).map(str::to_string));
+    forms
+}
+
+#[test]
+fn a_secret_shows_in_none_of_its_forms_and_a_short_one_is_refused() {
+    let quoted = "Sent X\"Y$Z\\W 'q' %41";
+    let pem = "-----BEGIN TEST KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nAoIBAQC7VJTUt9Us8cKjMzEfYyjiWA4R\n-----END TEST KEY-----";
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        r#"[playbook]
+name = "leaks"
+on_failure = "pause"
+
+[secrets]
+QUOTED = { env = "QUOTED" }
+PEM = { env = "PEM" }
+
+[[steps]]
+id = "argv"
+kind = "exec"
+command = ["sh", "-c", "echo \"arg: $1\"; printf '%s\n' \"$PEM\"", "sh", "{{secrets.QUOTED}}"]
+env = { PEM = "{{secrets.PEM}}" }
+rollback = "none"
+reason = "prints only"
+
+[[steps]]
+id = "env"
+kind = "env"
+file = ".env"
+set = { TOKEN = "{{secrets.QUOTED}}", KEY = "{{secrets.PEM}}" }
+
+[[steps]]
+id = "call"
+kind = "http_check"
+url = "http://127.0.0.1:9/?token={{secrets.QUOTED}}"
+timeout = "1s"
+on_inconclusive = "pause"
+"#,
+    );
+    let run = |args: &[&str]| {
+        let mut command = p.command(args);
+        command.env("QUOTED", quoted).env("PEM", pem);
+        crate::support::finish(command)
+    };
+    let mut shown = String::new();
+    for format in ["human", "json", "markdown"] {
+        let out = run(&["plan", "pb.toml", "--format", format]).expect(0);
+        shown.push_str(&out.stdout);
+        shown.push_str(&out.stderr);
+    }
+    let out = run(&["plan", "pb.toml", "--out", "plan.json"]).expect(0);
+    shown.push_str(&out.stdout);
+    let out = run(&["apply", "--yes", "pb.toml"]).expect(7);
+    shown.push_str(&out.stdout);
+    shown.push_str(&out.stderr);
+    assert!(out.stdout.contains("ok      argv"), "{}", out.stdout);
+    assert!(p.read(".env").unwrap().contains("TOKEN="), "the env step ran");
+    shown.push_str(&p.read("plan.json").unwrap());
+    shown.push_str(&p.journals());
+    for secret in [quoted, pem] {
+        for form in forms(secret) {
+            assert!(
+                !shown.contains(&form),
+                "`{form}` of a secret shows:\n{shown}"
+            );
+        }
+    }
+
+    let out = {
+        let mut command = p.command(&["validate", "pb.toml"]);
+        command.env("QUOTED", "st").env("PEM", pem);
+        crate::support::finish(command)
+    }
+    .expect(2);
+    assert!(
+        out.stderr
+            .contains("secret `QUOTED` is 2 character(s) long"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("\"st\""), "{}", out.stderr);
+}
