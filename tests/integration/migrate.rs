@@ -215,14 +215,10 @@ fn every_shape_of_the_relay_data_round_trips_and_ephemeral_keys_stay_behind() {
     );
 
     // Verification: keys against rows per entity, and every value against its row.
-    let verify = |sample: &str| {
-        format!(
-            "[playbook]\nname = \"check\"\n\n[[steps]]\nid = \"check\"\nkind = \"verify\"\nmigration = {{ redis = \"{}/{db}\", postgres = \"{pg}\", mapping = \"{MAPPING}\"{sample} }}\n",
-            service("RUNNER_TEST_REDIS_URL")
-        )
-    };
-    p.write("verify.toml", &verify(""))
-        .write("sample.toml", &verify(", sample = 50, seed = 3"));
+    p.write("verify.toml", &verify_playbook(db, &pg, "")).write(
+        "sample.toml",
+        &verify_playbook(db, &pg, ", sample = 50, seed = 3"),
+    );
     let checked = p.run(&["apply", "--yes", "verify.toml"]).expect(0);
     assert!(
         checked.stdout.contains("0 warning(s)"),
