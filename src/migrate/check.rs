@@ -12,6 +12,7 @@ use toml::Spanned;
 
 use super::mapping::{Class, Mapping};
 use super::source::{self, Got};
+use super::strings;
 use crate::db::{postgres, redis};
 use crate::playbook::Checker;
 
@@ -94,7 +95,7 @@ impl MigrationCheck {
                 .await
                 .map_err(|e| self.redis.failed(e))?;
             for name in keys {
-                let (key, text) = match source::key_name(name) {
+                let (key, text) = match strings::key_name(name) {
                     Ok(key) => (key, true),
                     Err(escaped) => (escaped, false),
                 };

@@ -9,6 +9,7 @@ mod copy;
 mod load;
 mod mapping;
 mod source;
+mod strings;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -275,7 +276,7 @@ impl Migrate {
         // A name that is not text is matched, and rejected, by its escaped form.
         let keys: Vec<(String, bool)> = names
             .into_iter()
-            .map(|n| match source::key_name(n) {
+            .map(|n| match strings::key_name(n) {
                 Ok(key) => (key, true),
                 Err(escaped) => (escaped, false),
             })
