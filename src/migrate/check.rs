@@ -95,10 +95,7 @@ impl MigrationCheck {
                 .await
                 .map_err(|e| self.redis.failed(e))?;
             for name in keys {
-                let (key, text) = match strings::key_name(name) {
-                    Ok(key) => (key, true),
-                    Err(escaped) => (escaped, false),
-                };
+                let (key, text) = strings::key_name(name);
                 if let Class::Entity(i) = self.mapping.classify(&key)
                     && seen.insert(key.clone())
                 {

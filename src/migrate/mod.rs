@@ -274,13 +274,7 @@ impl Migrate {
             .await
             .map_err(|e| self.redis.failed(e))?;
         // A name that is not text is matched, and rejected, by its escaped form.
-        let keys: Vec<(String, bool)> = names
-            .into_iter()
-            .map(|n| match strings::key_name(n) {
-                Ok(key) => (key, true),
-                Err(escaped) => (escaped, false),
-            })
-            .collect();
+        let keys: Vec<(String, bool)> = names.into_iter().map(strings::key_name).collect();
         let mut page = Page {
             next,
             counts: Counts {

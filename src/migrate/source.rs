@@ -260,14 +260,13 @@ fn shape(read: Read, value: redis::Value, expiry: i64) -> redis::RedisResult<Got
             }
             let mut fields = Vec::with_capacity(pairs.len());
             for (name, v) in pairs {
-                match key_name(name) {
-                    Ok(name) => fields.push((name, Str::from(v))),
-                    Err(name) => {
-                        return Ok(Got::Malformed(format!(
-                            "field name `{name}` is not UTF-8 text without NUL, and a JSON object's names are"
-                        )));
-                    }
+                let (name, text) = key_name(name);
+                if !text {
+                    return Ok(Got::Malformed(format!(
+                        "field name `{name}` is not UTF-8 text without NUL, and a JSON object's names are"
+                    )));
                 }
+                fields.push((name, Str::from(v)));
             }
             fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             Source::Hash(fields)

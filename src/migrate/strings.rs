@@ -8,12 +8,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-/// A key name as `source_key` (text) holds it, or why it cannot: the name escaped, for the
-/// reject table and messages.
-pub(crate) fn key_name(bytes: Vec<u8>) -> Result<String, String> {
+/// A key name as `source_key` (text) holds it, and whether it can: a name that is not text is
+/// given escaped, for the reject table and messages.
+pub(crate) fn key_name(bytes: Vec<u8>) -> (String, bool) {
     match Str::from(bytes) {
-        Str::Text(key) => Ok(key),
-        Str::Bytes(b) => Err(b.escape_ascii().to_string()),
+        Str::Text(key) => (key, true),
+        Str::Bytes(b) => (b.escape_ascii().to_string(), false),
     }
 }
 
@@ -114,7 +114,8 @@ mod tests {
         assert!(Source::String(Str::Text("//5h".into())) != json["bin"]);
         assert_eq!(
             key_name(b"apikey:\xff\x00".to_vec()),
-            Err("apikey:\\xff\\x00".into())
+            ("apikey:\\xff\\x00".into(), false)
         );
+        assert_eq!(key_name(b"apikey:ok".to_vec()), ("apikey:ok".into(), true));
     }
 }
