@@ -1,6 +1,8 @@
 //! Verification of a migration: per entity, the keys Redis has against the rows PostgreSQL
 //! has, then the content: every key (or a seeded sample of them) read from Redis again and
-//! compared with its row's `source`. Every mismatch is listed.
+//! compared with its row's `source` (by the rule the migration wrote it: bytes that are not
+//! text as `{"$base64": ...}`), and the key's expiry with its row's `source_expires_at`.
+//! Every mismatch is listed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -10,6 +12,7 @@ use toml::Spanned;
 
 use super::mapping::{Class, Mapping};
 use super::source::{self, Got};
+use super::strings;
 use crate::db::{postgres, redis};
 use crate::playbook::Checker;
 
@@ -25,6 +28,8 @@ pub(crate) struct Raw {
     /// Compare this many keys, chosen by `seed` (default: every key).
     sample: Option<usize>,
     seed: Option<u64>,
+    /// How far a row's `source_expires_at` may be from the key's expiry (default 2s).
+    expiry_tolerance: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -34,6 +39,7 @@ pub(crate) struct MigrationCheck {
     mapping: Mapping,
     sample: Option<usize>,
     seed: u64,
+    expiry_tolerance: Duration,
 }
 
 /// What the comparison found, per entity and overall.
@@ -48,6 +54,10 @@ impl MigrationCheck {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
         let redis = cx.url(&raw.redis, redis::Target::parse);
         let postgres = cx.url(&raw.postgres, postgres::Target::parse);
+        let expiry_tolerance = match &raw.expiry_tolerance {
+            Some(field) => cx.duration(field),
+            None => Some(Duration::from_secs(2)),
+        };
         let (_, mapping) = Mapping::load(&raw.mapping, cx)?;
         Some(MigrationCheck {
             redis: redis?.1,
@@ -55,18 +65,20 @@ impl MigrationCheck {
             mapping,
             sample: raw.sample,
             seed: raw.seed.unwrap_or(1),
+            expiry_tolerance: expiry_tolerance?,
         })
     }
 
     pub(crate) fn describe(&self) -> String {
         format!(
-            "migration from Redis at {} to PostgreSQL at {}: keys against rows per entity, then {}",
+            "migration from Redis at {} to PostgreSQL at {}: keys against rows per entity, then {} (expiries within {})",
             self.redis.display,
             self.postgres.display,
             match self.sample {
                 Some(n) => format!("the content of {n} keys (seed {})", self.seed),
                 None => "the content of every key".into(),
-            }
+            },
+            humantime::format_duration(self.expiry_tolerance)
         )
     }
 
@@ -76,16 +88,24 @@ impl MigrationCheck {
         // Redis: every key of every entity.
         let mut in_redis: Vec<(String, usize)> = Vec::new();
         let mut seen = HashSet::new();
+        let mut mismatches = Vec::new();
         let mut cursor = 0;
         loop {
             let (next, keys) = source::scan(&mut conn, cursor, 1000)
                 .await
                 .map_err(|e| self.redis.failed(e))?;
-            for key in keys {
+            for name in keys {
+                let (key, text) = strings::key_name(name);
                 if let Class::Entity(i) = self.mapping.classify(&key)
                     && seen.insert(key.clone())
                 {
-                    in_redis.push((key, i));
+                    if text {
+                        in_redis.push((key, i));
+                    } else {
+                        mismatches.push(format!(
+                            "`{key}`: the key's name is not UTF-8 text without NUL, so no row can hold it"
+                        ));
+                    }
                 }
             }
             cursor = next;
@@ -95,7 +115,6 @@ impl MigrationCheck {
         }
         // PostgreSQL: every row's key, by the entity its key belongs to.
         let mut rows: BTreeMap<usize, u64> = BTreeMap::new();
-        let mut mismatches = Vec::new();
         for table in self.mapping.tables() {
             let keys = client
                 .query(
@@ -189,16 +208,38 @@ impl MigrationCheck {
         for (entry, got) in page.iter().zip(got) {
             let key = &entry.0;
             let why = match (got, stored.get(key)) {
-                (Got::Value(value), Some(source)) if value == *source => continue,
+                (Got::Value(value, expires), Some((source, at))) if value == *source => {
+                    let tolerance = self.expiry_tolerance.as_millis();
+                    match (expires, at) {
+                        (None, None) => continue,
+                        (Some(a), Some(b)) if u128::from(a.abs_diff(*b)) <= tolerance => continue,
+                        _ => format!(
+                            "`{key}`: the row's source_expires_at ({}) is not the key's expiry ({})",
+                            shown(*at),
+                            shown(expires)
+                        ),
+                    }
+                }
                 (Got::Missing, _) => continue,
-                (Got::Value(_), Some(_)) => format!("`{key}`: the row's source differs from Redis"),
-                (Got::Value(_), None) => format!("`{key}`: no row in PostgreSQL"),
+                (Got::Value(..), Some(_)) => {
+                    format!("`{key}`: the row's source differs from Redis")
+                }
+                (Got::Value(..), None) => format!("`{key}`: no row in PostgreSQL"),
                 (Got::WrongType(t), _) => format!("`{key}`: is a {t} in Redis"),
                 (Got::Malformed(why), _) => format!("`{key}`: {why}"),
             };
             differ.push((*entry, why));
         }
         Ok(differ)
+    }
+}
+
+/// An expiry (epoch ms) for a message.
+fn shown(expires: Option<i64>) -> String {
+    match expires.map(super::load::expiry) {
+        None => "none".into(),
+        Some(Ok(at)) => at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        Some(Err(_)) => format!("{} ms since the epoch", expires.unwrap_or_default()),
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,16 +24,34 @@ use crate::db::postgres::{Target, describe};
 const APP_ROW: &str = "app";
 
 /// The columns every table has, at the end of each COPY line (`end_line`).
-const LINE_END: [&str; 3] = ["source_key", "source", "migrated_run"];
+const LINE_END: [&str; 4] = ["source_key", "source", "source_expires_at", "migrated_run"];
 
-/// Ends a row's COPY line, after its cells, with its key, its whole value and its run.
-pub(crate) fn end_line(text: &mut CopyText, key: &str, source: &Source, run: &str) {
+/// Ends a row's COPY line, after its cells, with its key, its whole value, when the key
+/// expires (or NULL) and its run.
+pub(crate) fn end_line(
+    text: &mut CopyText,
+    key: &str,
+    source: &Source,
+    expires: Option<DateTime<Utc>>,
+    run: &str,
+) {
     text.text(key);
     text.tab();
     text.json(source);
     text.tab();
+    match expires {
+        Some(at) => text.text(&at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        None => text.null(),
+    }
+    text.tab();
     text.text(run);
     text.end();
+}
+
+/// A key's expiry (epoch ms) as a time, or why the row cannot hold it.
+pub(crate) fn expiry(ms: i64) -> Result<DateTime<Utc>, String> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| format!("expires at {ms} ms since the epoch, which timestamptz cannot hold"))
 }
 
 /// Where a run is: the SCAN cursor to go on from, and what it counted so far.
@@ -74,16 +93,16 @@ impl Counts {
 }
 
 /// A row for a table: its key, where its COPY line is in the batch's text, and in incremental
-/// mode the whole Redis value, to compare with the row's (a full run drops it once written
-/// into the line: it is most of a page's memory).
+/// mode the whole Redis value and the key's expiry (epoch ms), to compare with the row's (a
+/// full run drops the value once written into the line: it is most of a page's memory).
 pub(crate) struct Row {
     pub(crate) source_key: String,
-    pub(crate) source: Option<Source>,
+    pub(crate) source: Option<(Source, Option<i64>)>,
     pub(crate) line: Range<usize>,
 }
 
 /// The rows of one batch for one entity (one table, one set of columns). Each row's COPY line
-/// holds its columns, then `source_key`, `source` and `migrated_run`.
+/// holds its columns, then `LINE_END`.
 pub(crate) struct Batch {
     pub(crate) table: String,
     pub(crate) columns: Vec<String>,
@@ -205,12 +224,13 @@ impl Loader {
         ))
     }
 
-    /// The `source` PostgreSQL holds for these keys (incremental mode compares with it).
+    /// The `source` and expiry PostgreSQL holds for these keys (incremental mode compares
+    /// with them).
     pub(crate) async fn sources(
         &self,
         table: &str,
         keys: &[&str],
-    ) -> Result<HashMap<String, Value>, String> {
+    ) -> Result<HashMap<String, Stored>, String> {
         sources(&self.client, table, keys).await
     }
 
@@ -298,7 +318,8 @@ impl Loader {
                     &format!(
                         "INSERT INTO claude_data.migration_undo (run_id, table_name, source_key, previous)
                          SELECT $1, $2, t.source_key, to_jsonb(t) FROM {t} t JOIN {stage} s ON s.source_key = t.source_key
-                         WHERE t.source IS DISTINCT FROM s.source AND t.migrated_run IS DISTINCT FROM $1
+                         WHERE (t.source IS DISTINCT FROM s.source OR t.source_expires_at IS DISTINCT FROM s.source_expires_at)
+                           AND t.migrated_run IS DISTINCT FROM $1
                            AND t.migrated_run IS DISTINCT FROM '{APP_ROW}'
                          ON CONFLICT DO NOTHING"
                     ),
@@ -316,7 +337,8 @@ impl Loader {
                     &format!(
                         "INSERT INTO {t} AS t ({list}) SELECT {list} FROM {stage}
                          ON CONFLICT (source_key) DO UPDATE SET {}
-                         WHERE t.source IS DISTINCT FROM EXCLUDED.source AND t.migrated_run IS DISTINCT FROM '{APP_ROW}'",
+                         WHERE (t.source IS DISTINCT FROM EXCLUDED.source OR t.source_expires_at IS DISTINCT FROM EXCLUDED.source_expires_at)
+                           AND t.migrated_run IS DISTINCT FROM '{APP_ROW}'",
                         updates.join(", ")
                     ),
                     &[],
@@ -372,23 +394,30 @@ impl Loader {
     }
 }
 
-/// The `source` column of the rows of `table` with these keys.
+/// A row's `source` and `source_expires_at` (epoch ms).
+pub(crate) type Stored = (Value, Option<i64>);
+
+/// The `source` and `source_expires_at` columns of the rows of `table` with these keys.
 pub(crate) async fn sources(
     client: &Client,
     table: &str,
     keys: &[&str],
-) -> Result<HashMap<String, Value>, String> {
+) -> Result<HashMap<String, Stored>, String> {
     let rows = client
         .query(
             &format!(
-                "SELECT source_key, source FROM {} WHERE source_key = ANY($1)",
+                "SELECT source_key, source, (extract(epoch FROM source_expires_at) * 1000)::bigint
+                 FROM {} WHERE source_key = ANY($1)",
                 quote(table)
             ),
             &[&keys],
         )
         .await
         .map_err(sql_err("cannot read the current rows"))?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
 }
 
 /// COPYs `text` into `table` (`list`: its columns); returns the rows copied.

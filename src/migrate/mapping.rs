@@ -308,8 +308,15 @@ impl Mapping {
                     .as_ref()
                     .and_then(|m| m.name(name))
                     .map(|m| Cow::Borrowed(m.as_str())),
-                From::Field(i) => fields[*i].clone(),
-                From::Whole => Some(value.whole()),
+                From::Field(i) => fields[*i]
+                    .clone()
+                    .transpose()
+                    .map_err(|why| format!("column `{}`: the field {why}", c.name))?,
+                From::Whole => Some(
+                    value
+                        .whole()
+                        .map_err(|why| format!("column `{}`: the value {why}", c.name))?,
+                ),
                 From::Value(v) => Some(Cow::Borrowed(v.as_str())),
             };
             let raw = raw
@@ -361,7 +368,6 @@ fn convert(
         }
         return Ok(());
     }
-    let text = text.trim_end_matches('\0');
     match conversion {
         Conversion::Text => out.text(text),
         Conversion::Integer => {

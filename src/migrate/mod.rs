@@ -9,6 +9,7 @@ mod copy;
 mod load;
 mod mapping;
 mod source;
+mod strings;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -269,9 +270,11 @@ impl Migrate {
         cursor: u64,
         run: &str,
     ) -> Result<Page, String> {
-        let (next, keys) = source::scan(&mut conn, cursor, self.batch_size)
+        let (next, names) = source::scan(&mut conn, cursor, self.batch_size)
             .await
             .map_err(|e| self.redis.failed(e))?;
+        // A name that is not text is matched, and rejected, by its escaped form.
+        let keys: Vec<(String, bool)> = names.into_iter().map(strings::key_name).collect();
         let mut page = Page {
             next,
             counts: Counts {
@@ -282,7 +285,7 @@ impl Migrate {
         };
         let mut wanted: Vec<(&str, usize)> = Vec::new();
         let mut seen = HashSet::new();
-        for key in &keys {
+        for (key, text) in &keys {
             match self.mapping.classify(key) {
                 Class::Skip(reason) => {
                     *page.counts.skipped.entry(reason.to_string()).or_default() += 1
@@ -291,6 +294,11 @@ impl Migrate {
                     page.counts.unmapped += 1;
                     page.unmapped.push(key.clone());
                 }
+                Class::Entity(i) if !text => page.rejects.push(Reject {
+                    source_key: key.clone(),
+                    entity: self.mapping.entities[i].name.clone(),
+                    reason: "the key's name (shown escaped) is not UTF-8 text without NUL, and source_key is text".into(),
+                }),
                 Class::Entity(i) => {
                     if seen.insert(key.as_str()) {
                         wanted.push((key.as_str(), i));
@@ -320,15 +328,22 @@ impl Migrate {
                     entity.kind
                 ))),
                 Got::Malformed(why) => page.rejects.push(reject(why)),
-                Got::Value(source) => {
+                Got::Value(source, expires) => {
+                    let at = match expires.map(load::expiry).transpose() {
+                        Ok(at) => at,
+                        Err(why) => {
+                            page.rejects.push(reject(why));
+                            continue;
+                        }
+                    };
                     let (text, rows) = lines.entry(*i).or_default();
                     let start = text.0.len();
                     match self.mapping.row(entity, key, &source, text) {
                         Ok(()) => {
-                            load::end_line(text, key, &source, run);
+                            load::end_line(text, key, &source, at, run);
                             rows.push(Row {
                                 source_key: key.to_string(),
-                                source: self.incremental.then_some(source),
+                                source: self.incremental.then_some((source, expires)),
                                 line: start..text.0.len(),
                             });
                         }
@@ -401,7 +416,10 @@ impl Migrate {
                 batch
                     .rows
                     .retain(|r| match (current.get(&r.source_key), &r.source) {
-                        (Some(now), Some(source)) => source != now,
+                        // PEXPIRETIME is exact: a changed expiry is a change, however small.
+                        (Some((now, at)), Some((source, expires))) => {
+                            source != now || expires != at
+                        }
                         _ => true,
                     });
                 counts.unchanged += (before - batch.rows.len()) as u64;

@@ -1,7 +1,7 @@
 //! Reading Redis for the migration: one SCAN page at a time, then one pipeline for the page's
-//! values. Every value becomes the JSON the `source` column keeps:
-//! a hash as an object of strings, a JSON string as its JSON, a set sorted, a zset as
-//! [member, score] pairs, a list in order.
+//! values and their expiries (PEXPIRETIME, Redis 7). Every value becomes the JSON the `source`
+//! column keeps: a hash as an object of strings, a JSON string as its JSON, a set sorted, a
+//! zset as [member, score] pairs, a list in order, each string as `Str` keeps it.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 use redis::aio::MultiplexedConnection;
 use serde::ser::{Serialize, Serializer};
 use serde_json::Value;
+
+use super::strings::{Str, key_name};
 
 /// How a key's value is read (the mapping's `type`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,12 +36,12 @@ impl Read {
     }
 }
 
-/// One SCAN page: the next cursor and the keys.
+/// One SCAN page: the next cursor and the keys, as bytes (a key need not be UTF-8).
 pub(crate) async fn scan(
     conn: &mut MultiplexedConnection,
     cursor: u64,
     count: usize,
-) -> redis::RedisResult<(u64, Vec<String>)> {
+) -> redis::RedisResult<(u64, Vec<Vec<u8>>)> {
     redis::cmd("SCAN")
         .arg(cursor)
         .arg("COUNT")
@@ -53,15 +55,20 @@ pub(crate) async fn scan(
 pub(crate) enum Source {
     /// A hash's fields, sorted by name. Most keys are hashes: their fields are looked up and
     /// serialized from here, without building a JSON map.
-    Hash(Vec<(String, String)>),
+    Hash(Vec<(String, Str)>),
+    /// A plain string.
+    String(Str),
     /// Any other value, as JSON.
     Json(Value),
 }
 
+/// A field's or a value's text, or why a column cannot take it.
+pub(crate) type Text<'a> = Result<Cow<'a, str>, &'static str>;
+
 impl Source {
     /// The values of these fields (sorted by name) of a hash or a JSON object, as the text
     /// Redis held, in their order.
-    pub(crate) fn fields(&self, names: &[String]) -> Vec<Option<Cow<'_, str>>> {
+    pub(crate) fn fields(&self, names: &[String]) -> Vec<Option<Text<'_>>> {
         match self {
             Source::Hash(fields) => {
                 let mut found = vec![None; names.len()];
@@ -71,7 +78,7 @@ impl Source {
                         Ordering::Less => i += 1,
                         Ordering::Greater => j += 1,
                         Ordering::Equal => {
-                            found[j] = Some(Cow::Borrowed(fields[i].1.as_str()));
+                            found[j] = Some(fields[i].1.text().map(Cow::Borrowed));
                             i += 1;
                             j += 1;
                         }
@@ -79,15 +86,22 @@ impl Source {
                 }
                 found
             }
-            Source::Json(v) => names.iter().map(|n| v.get(n).map(json_text)).collect(),
+            Source::String(_) => vec![None; names.len()],
+            Source::Json(v) => names
+                .iter()
+                .map(|n| v.get(n).map(|f| Ok(json_text(f))))
+                .collect(),
         }
     }
 
     /// The whole value as the text Redis held.
-    pub(crate) fn whole(&self) -> Cow<'_, str> {
+    pub(crate) fn whole(&self) -> Text<'_> {
         match self {
-            Source::Hash(_) => Cow::Owned(serde_json::to_string(self).expect("JSON serializes")),
-            Source::Json(v) => json_text(v),
+            Source::Hash(_) => Ok(Cow::Owned(
+                serde_json::to_string(self).expect("JSON serializes"),
+            )),
+            Source::String(s) => s.text().map(Cow::Borrowed),
+            Source::Json(v) => Ok(json_text(v)),
         }
     }
 }
@@ -104,6 +118,7 @@ impl Serialize for Source {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Source::Hash(fields) => s.collect_map(fields.iter().map(|(k, v)| (k, v))),
+            Source::String(v) => v.serialize(s),
             Source::Json(v) => v.serialize(s),
         }
     }
@@ -117,9 +132,10 @@ impl PartialEq<Value> for Source {
                 fields.len() == map.len()
                     && fields
                         .iter()
-                        .all(|(k, v)| map.get(k).and_then(Value::as_str) == Some(v))
+                        .all(|(k, v)| map.get(k).is_some_and(|o| v == o))
             }
             (Source::Hash(_), _) => false,
+            (Source::String(s), other) => s == other,
             (Source::Json(v), other) => v == other,
         }
     }
@@ -127,17 +143,19 @@ impl PartialEq<Value> for Source {
 
 /// What reading a key gave.
 pub(crate) enum Got {
-    Value(Source),
+    /// The value, and when the key expires (epoch ms; None: it does not).
+    Value(Source, Option<i64>),
     /// Gone since SCAN listed it.
     Missing,
     /// A different type than the mapping says.
     WrongType(String),
-    /// A JSON string that is not JSON.
+    /// A value `source` cannot keep: a JSON string that is not JSON, a hash field name that
+    /// is not text.
     Malformed(String),
 }
 
-/// Reads `keys` as the mapping says each one is: one pipeline of reads; if a key has another
-/// type (WRONGTYPE), the page is read again in two pipelines, types first.
+/// Reads `keys` as the mapping says each one is, each with its expiry: one pipeline of reads;
+/// if a key has another type (WRONGTYPE), the page is read again in two pipelines, types first.
 pub(crate) async fn read(
     conn: &mut MultiplexedConnection,
     keys: &[(&str, Read)],
@@ -150,16 +168,16 @@ pub(crate) async fn read(
         ask(&mut values, key, *read);
     }
     match values.query_async::<Vec<redis::Value>>(conn).await {
-        Ok(raw) => keys
-            .iter()
-            .zip(raw)
-            .map(|((_, read), v)| shape(*read, v))
-            .collect(),
+        Ok(raw) => {
+            let mut raw = raw.into_iter();
+            keys.iter().map(|(_, read)| next(*read, &mut raw)).collect()
+        }
         Err(e) if e.code() == Some("WRONGTYPE") => read_typed(conn, keys).await,
         Err(e) => Err(e),
     }
 }
 
+/// Asks for the value and, in the same round trip, the absolute expiry: both as of one read.
 fn ask(pipe: &mut redis::Pipeline, key: &str, read: Read) {
     match read {
         Read::Hash => pipe.cmd("HGETALL").arg(key),
@@ -168,6 +186,14 @@ fn ask(pipe: &mut redis::Pipeline, key: &str, read: Read) {
         Read::Zset => pipe.cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES"),
         Read::List => pipe.cmd("LRANGE").arg(key).arg(0).arg(-1),
     };
+    pipe.cmd("PEXPIRETIME").arg(key);
+}
+
+/// The next key's two answers (`ask`): its value and its expiry.
+fn next(read: Read, raw: &mut impl Iterator<Item = redis::Value>) -> redis::RedisResult<Got> {
+    let value = raw.next().expect("a value per asked key");
+    let expiry: i64 = owned(raw.next().expect("an expiry per asked key"))?;
+    shape(read, value, expiry)
 }
 
 async fn read_typed(
@@ -200,7 +226,7 @@ async fn read_typed(
         } else if actual != read.redis_type() {
             out.push(Got::WrongType(actual.clone()));
         } else {
-            out.push(shape(*read, raw.next().expect("one answer per asked key"))?);
+            out.push(next(*read, &mut raw)?);
         }
     }
     Ok(out)
@@ -211,56 +237,94 @@ fn owned<T: redis::FromRedisValue>(v: redis::Value) -> redis::RedisResult<T> {
     redis::FromRedisValue::from_owned_redis_value(v)
 }
 
-fn shape(read: Read, value: redis::Value) -> redis::RedisResult<Got> {
-    if matches!(value, redis::Value::Nil) {
+/// Strings as `Str`s, without copying them.
+fn strs(v: redis::Value) -> redis::RedisResult<Vec<Str>> {
+    Ok(owned::<Vec<Vec<u8>>>(v)?
+        .into_iter()
+        .map(Str::from)
+        .collect())
+}
+
+/// The value and expiry (PEXPIRETIME: -1 none, -2 gone) as `Got`.
+fn shape(read: Read, value: redis::Value, expiry: i64) -> redis::RedisResult<Got> {
+    // Gone before its expiry was read: deleted (or expired) between the two answers.
+    if matches!(value, redis::Value::Nil) || expiry == -2 {
         return Ok(Got::Missing);
     }
-    Ok(Got::Value(Source::Json(match read {
+    let expires = (expiry >= 0).then_some(expiry);
+    let source = match read {
         Read::Hash => {
-            let pairs: Vec<(String, String)> = owned(value)?;
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = owned(value)?;
             if pairs.is_empty() {
                 return Ok(Got::Missing);
             }
-            let mut fields = pairs;
-            fields.sort_unstable();
-            return Ok(Got::Value(Source::Hash(fields)));
+            let mut fields = Vec::with_capacity(pairs.len());
+            for (name, v) in pairs {
+                let (name, text) = key_name(name);
+                if !text {
+                    return Ok(Got::Malformed(format!(
+                        "field name `{name}` is not UTF-8 text without NUL, and a JSON object's names are"
+                    )));
+                }
+                fields.push((name, Str::from(v)));
+            }
+            fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            Source::Hash(fields)
         }
-        Read::String => Value::String(owned::<String>(value)?),
+        Read::String => Source::String(Str::from(owned::<Vec<u8>>(value)?)),
         Read::Json => {
-            let t = owned::<String>(value)?;
-            match serde_json::from_str(&t) {
-                Ok(v) => v,
+            let Ok(t) = String::from_utf8(owned::<Vec<u8>>(value)?) else {
+                return Ok(Got::Malformed("not JSON: not UTF-8 text".into()));
+            };
+            match serde_json::from_str::<Value>(&t) {
+                Ok(v) if has_nul(&v) => {
+                    return Ok(Got::Malformed(
+                        "JSON with a NUL character (\\u0000), which jsonb cannot hold".into(),
+                    ));
+                }
+                Ok(v) => Source::Json(v),
                 Err(e) => return Ok(Got::Malformed(format!("not JSON: {e}"))),
             }
         }
         Read::Set => {
-            let mut members: Vec<String> = owned(value)?;
+            let mut members: Vec<Vec<u8>> = owned(value)?;
             if members.is_empty() {
                 return Ok(Got::Missing);
             }
             members.sort();
-            Value::Array(members.into_iter().map(Value::String).collect())
+            Source::Json(members.into_iter().map(|m| Str::from(m).json()).collect())
         }
         Read::Zset => {
-            let pairs: Vec<(String, String)> = owned(value)?;
+            let pairs: Vec<(Vec<u8>, String)> = owned(value)?;
             if pairs.is_empty() {
                 return Ok(Got::Missing);
             }
-            Value::Array(
+            Source::Json(
                 pairs
                     .into_iter()
-                    .map(|(m, s)| Value::Array(vec![Value::String(m), Value::String(s)]))
+                    .map(|(m, s)| Value::Array(vec![Str::from(m).json(), Value::String(s)]))
                     .collect(),
             )
         }
         Read::List => {
-            let items: Vec<String> = owned(value)?;
+            let items = strs(value)?;
             if items.is_empty() {
                 return Ok(Got::Missing);
             }
-            Value::Array(items.into_iter().map(Value::String).collect())
+            Source::Json(items.into_iter().map(Str::json).collect())
         }
-    })))
+    };
+    Ok(Got::Value(source, expires))
+}
+
+/// Whether a JSON value has a NUL character in a string or a name.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -270,14 +334,14 @@ mod tests {
     #[test]
     fn a_hash_is_looked_up_serialized_and_compared_as_its_json_object() {
         let hash = Source::Hash(vec![
-            ("a".into(), "1".into()),
-            ("c".into(), "x\"y".into()),
-            ("d".into(), "".into()),
+            ("a".into(), Str::Text("1".into())),
+            ("c".into(), Str::Text("x\"y".into())),
+            ("d".into(), Str::Text("".into())),
         ]);
         let names = ["a", "b", "d", "e"].map(String::from);
         assert_eq!(
             hash.fields(&names),
-            vec![Some("1".into()), None, Some("".into()), None]
+            vec![Some(Ok("1".into())), None, Some(Ok("".into())), None]
         );
         let json = serde_json::json!({"a": "1", "c": "x\"y", "d": ""});
         assert_eq!(serde_json::to_string(&hash).unwrap(), json.to_string());
@@ -288,7 +352,7 @@ mod tests {
         let object = Source::Json(serde_json::json!({"a": {"b": 2}, "c": "3"}));
         assert_eq!(
             object.fields(&["a", "c"].map(String::from)),
-            vec![Some(r#"{"b":2}"#.into()), Some("3".into())]
+            vec![Some(Ok(r#"{"b":2}"#.into())), Some(Ok("3".into()))]
         );
     }
 }

@@ -263,7 +263,10 @@ on_inconclusive = "pause"
     shown.push_str(&out.stdout);
     shown.push_str(&out.stderr);
     assert!(out.stdout.contains("ok      argv"), "{}", out.stdout);
-    assert!(p.read(".env").unwrap().contains("TOKEN="), "the env step ran");
+    assert!(
+        p.read(".env").unwrap().contains("TOKEN="),
+        "the env step ran"
+    );
     shown.push_str(&p.read("plan.json").unwrap());
     shown.push_str(&p.journals());
     for secret in [quoted, pem] {

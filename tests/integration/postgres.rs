@@ -61,7 +61,7 @@ fn shipped_sql_applies_reapplies_as_noop_rolls_back_and_applies_again() {
             &url,
             "SELECT count(*) FROM runner_sql_history WHERE success"
         ),
-        "6"
+        "7"
     );
     assert_eq!(
         psql(
@@ -152,7 +152,7 @@ fn shipped_sql_applies_reapplies_as_noop_rolls_back_and_applies_again() {
             &url,
             "SELECT count(*) FROM runner_sql_history WHERE success"
         ),
-        "6"
+        "7"
     );
     assert!(
         !p.journals().contains(SENTINEL),

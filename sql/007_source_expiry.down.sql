@@ -1,0 +1,10 @@
+ALTER TABLE claude_data.api_keys DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.accounts DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.account_groups DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.account_group_members DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.users DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.usage_rollups DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.cost_counters DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.config_singletons DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.quota_cards DROP COLUMN source_expires_at;
+ALTER TABLE claude_data.redemptions DROP COLUMN source_expires_at;
