@@ -234,10 +234,13 @@ impl Plan {
         let plan: Plan = serde_json::from_value(value)
             .map_err(|e| Error::Usage(format!("plan `{}` is damaged: {e}", path.display())))?;
         if plan.hash != plan.compute_hash() {
-            return Err(Error::Usage(format!(
-                "plan `{}` was edited after it was made (its hash does not match)",
-                path.display()
-            )));
+            return Err(Error::refused(
+                format!(
+                    "plan `{}` was edited after it was made (its hash does not match)",
+                    path.display()
+                ),
+                Some("make the plan again and review it".to_string()),
+            ));
         }
         Ok(plan)
     }

@@ -138,7 +138,8 @@ fn an_edited_or_foreign_plan_file_is_refused() {
         .unwrap()
         .replace("render the config", "something else");
     p.write("plan.json", &edited);
-    let run = p.run(&["apply", "plan.json", "--yes"]).expect(2);
+    // Refused, as the README's exit codes say of a plan that changed since it was made.
+    let run = p.run(&["apply", "plan.json", "--yes"]).expect(3);
     assert!(
         run.stderr.contains("was edited after it was made"),
         "{}",
