@@ -25,13 +25,11 @@ const CANARY: &str = "00000000-0000-4000-8000-00000000c0de";
 /// Every app of the test answers this much later than the stand-in would, so that the
 /// comparison gate's baseline is near its floor (40 ms at 1.5x in the shipped playbooks).
 const BASE: &str = "latency=25";
-/// Faults of the new app that its /health cannot see (the stand-in's STANDIN_FAULT): failing
-/// key lookups, key lookups 2 s late, and every answer 3x slower than the hybrid app's.
-const FAULTS: &[&str] = &[
-    "lookup_errors",
-    "lookup_delay=2000",
-    "latency=12,slowdown=3",
-];
+/// Faults of postgres_primary's app that its /health cannot see (the stand-in's STANDIN_FAULT):
+/// failing key lookups, and key lookups 2 s late.
+const FAULTS: &[&str] = &["lookup_errors", "lookup_delay=2000"];
+/// hybrid's app, 3x slower than the app before it (same answers).
+const SLOW: &str = "latency=25,slowdown=3";
 
 struct Phases {
     p: Project,
@@ -353,6 +351,25 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     assert!(failed.stdout.contains("deploy-green"), "{}", failed.stdout);
     assert_eq!(ph.deploy_files(), files, "the stack's files are as before");
     assert_eq!(ph.running(), containers, "the same containers run");
+    assert_eq!(get_json(ph.lb, "/health")["instance"], "blue");
+
+    // hybrid with an app 3x slower than blue: the comparison with the probe before the switch
+    // rolls it back.
+    ph.p.write(
+        "slow-app/Dockerfile",
+        &format!("FROM claude-relay-service:stand-in\nENV STANDIN_FAULT={SLOW}\n"),
+    );
+    let slow = ["--var".to_string(), "app_context=slow-app".to_string()];
+    let failed = finish(ph.apply("hybrid", &slow)).expect(4);
+    let gate = failed
+        .stdout
+        .lines()
+        .find(|l| l.contains("FAILED  verify"))
+        .unwrap_or_else(|| panic!("the verify step failed: {}", failed.stdout))
+        .to_string();
+    eprintln!("hybrid with STANDIN_FAULT={SLOW}: {}", gate.trim());
+    assert!(gate.contains("load.compare.p95"), "{gate}");
+    assert_eq!(ph.deploy_files(), files, "the stack's files are as before");
     assert_eq!(get_json(ph.lb, "/health")["instance"], "blue");
 
     // hybrid, killed in the middle of its migration, then resumed.

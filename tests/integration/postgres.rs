@@ -358,7 +358,7 @@ fn verify_reads_postgres_statistics_and_a_tripped_threshold_fails_the_step() {
     let url = fresh_database("verify");
     crate::support::psql(
         &url,
-        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 1000); DELETE FROM t WHERE x <= 500; ANALYZE t",
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; CREATE TABLE t(x int) WITH (autovacuum_enabled = false); INSERT INTO t SELECT generate_series(1, 1000); DELETE FROM t WHERE x <= 500; ANALYZE t",
     );
     let p = Project::new();
     let step = |extra: &str| {
