@@ -28,3 +28,7 @@ mod template;
 mod traffic;
 
 pub use cli::run;
+
+/// The User-Agent of every HTTP request runner sends (probes, gates, alerts): the real-traffic
+/// gate does not count these, so what it judges is what users sent.
+const AGENT: &str = concat!("runner/", env!("CARGO_PKG_VERSION"));

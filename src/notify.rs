@@ -187,6 +187,7 @@ impl Alert {
 /// Posts `payload`, retrying with backoff; the error says why the last attempt failed.
 pub(crate) async fn send(webhook: &str, payload: &Value) -> Result<(), String> {
     let client = reqwest::Client::builder()
+        .user_agent(crate::AGENT)
         .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;

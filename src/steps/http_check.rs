@@ -230,6 +230,7 @@ impl HttpCheck {
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let client = reqwest::Client::builder()
+            .user_agent(crate::AGENT)
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         let window = cx.timeout.unwrap_or(WINDOW);

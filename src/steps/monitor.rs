@@ -157,6 +157,7 @@ impl Monitor {
             false => Some(docker::connect().await?),
         };
         let http = reqwest::Client::builder()
+            .user_agent(crate::AGENT)
             .timeout(self.interval.max(Duration::from_secs(1)))
             .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;

@@ -26,6 +26,8 @@ pub(crate) struct Entry<'a> {
     pub(crate) ms: f64,
     /// `$uri`, without the query string (which may carry credentials).
     pub(crate) path: Cow<'a, str>,
+    /// Sent by runner's own probes and gates ([`crate::AGENT`]): not a user's request.
+    pub(crate) ours: bool,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +37,8 @@ struct Fields<'a> {
     request_time: f64,
     #[serde(borrow, default)]
     path: Cow<'a, str>,
+    #[serde(borrow, default)]
+    agent: Cow<'a, str>,
 }
 
 /// Reads one line; `None` if it is not one the format writes. nginx's `escape=json` passes
@@ -61,6 +65,7 @@ fn into_entry(f: Fields<'_>) -> Option<Entry<'static>> {
         time: f.time,
         status: f.status,
         ms: f.request_time * 1000.0,
+        ours: f.agent.starts_with(crate::AGENT),
         path: Cow::Owned(f.path.into_owned()),
     })
 }
@@ -250,6 +255,20 @@ mod tests {
         }
         let huge = parse(line(NOW, 200, "86400").as_bytes(), NOW).unwrap();
         assert_eq!(huge.ms, 86_400_000.0, "a long request is a long request");
+    }
+
+    #[test]
+    fn runner_s_own_requests_are_marked_as_ours() {
+        let now = 1_800_000_001.0;
+        let ours = format!(
+            r#"{{"time":1800000000.5,"status":200,"request_time":0.003,"path":"/api/k","agent":"{}"}}"#,
+            crate::AGENT
+        );
+        let user = r#"{"time":1800000000.5,"status":200,"request_time":0.003,"path":"/api/k","agent":"curl/8.0"}"#;
+        let none = r#"{"time":1800000000.5,"status":200,"request_time":0.003,"path":"/api/k"}"#;
+        assert!(parse(ours.as_bytes(), now).unwrap().ours);
+        assert!(!parse(user.as_bytes(), now).unwrap().ours);
+        assert!(!parse(none.as_bytes(), now).unwrap().ours);
     }
 
     #[test]

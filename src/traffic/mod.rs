@@ -364,7 +364,7 @@ impl Watch<'_> {
         self.tail
             .read(&mut |line| match line {
                 Line::Complete(bytes) => match log::parse(bytes, now) {
-                    Some(e) if paths.as_ref().is_none_or(|p| p.is_match(&e.path)) => {
+                    Some(e) if !e.ours && paths.as_ref().is_none_or(|p| p.is_match(&e.path)) => {
                         window.push(e.time, e.status, e.ms)
                     }
                     Some(_) => {}

@@ -1,7 +1,7 @@
 //! A sliding window over the requests of an access log, by the times the log gives them
 //! (lines may come slightly out of order: nginx's workers write their own), and what it shows.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One request, as the window keeps it.
 #[derive(Clone, Copy, Debug)]
@@ -21,7 +21,7 @@ pub(crate) struct Window {
 }
 
 /// What one window showed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Sample {
     pub(crate) requests: u64,
     /// Answers with a 5xx status.

@@ -237,7 +237,7 @@ fn the_comparison_gate_rolls_back_a_slower_or_failing_app_and_passes_an_equal_on
     shows(
         &run.stdout,
         &[
-            "5 check(s): 5 ok, 0 warning(s); p95 ",
+            "5 check(s): 5 ok, 0 warning(s); load: p95 ",
             "ms after; errors 0.000 % before, 0.000 % after",
         ],
     );
@@ -250,7 +250,10 @@ fn the_comparison_gate_rolls_back_a_slower_or_failing_app_and_passes_an_equal_on
         .unwrap_or_else(|| panic!("{journal}"));
     let figures = &after["figures"];
     assert_eq!(figures["baseline"]["step"], "probe-before", "{figures}");
-    assert_eq!(figures["baseline"]["load"]["requests"], 100, "{figures}");
+    assert_eq!(
+        figures["baseline"]["figures"]["load"]["requests"], 100,
+        "{figures}"
+    );
     assert_eq!(figures["load"]["requests"], 100, "{figures}");
 }
 

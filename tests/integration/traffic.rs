@@ -446,6 +446,23 @@ fn runner_reads_the_log_the_bundled_nginx_writes_including_its_502s() {
         );
     }
     assert_eq!(status("/lb-health").as_deref(), Some("200"));
+    // runner's own probe through the same nginx: logged with its User-Agent, never counted.
+    p.write(
+        "probe.toml",
+        &format!(
+            "[playbook]\nname = \"probe\"\n\n[[steps]]\nid = \"probe\"\nkind = \"verify\"\nload = {{ rate = 20, duration = \"1s\", p95_ms = 1000, error_rate = 0.5, endpoints = [{{ url = \"http://127.0.0.1:{port}/missing\", expect_status = [404] }}] }}\n"
+        ),
+    );
+    p.run(&["apply", "--yes", "probe.toml"]).expect(0);
+    let log = p.read("logs/lb/access.log").unwrap();
+    let ours = log
+        .lines()
+        .filter(|l| l.contains(r#""agent":"runner/"#))
+        .count();
+    assert_eq!(
+        ours, 20,
+        "the probe's requests carry runner's User-Agent:\n{log}"
+    );
     docker(&[
         "exec",
         &format!("{}-up", lb.name),
@@ -457,9 +474,17 @@ fn runner_reads_the_log_the_bundled_nginx_writes_including_its_502s() {
         assert_eq!(status("/").as_deref(), Some("502"), "the upstream is down");
     }
     let log = p.read("logs/lb/access.log").unwrap();
+    let ours = log
+        .lines()
+        .filter(|l| l.contains(r#""agent":"runner/"#))
+        .count();
+    assert_eq!(
+        ours, 20,
+        "the probe's requests carry runner's User-Agent:\n{log}"
+    );
     assert_eq!(
         log.lines().count(),
-        45,
+        65,
         "the health check is not traffic:\n{log}"
     );
     assert!(
@@ -486,5 +511,118 @@ fn runner_reads_the_log_the_bundled_nginx_writes_including_its_502s() {
         p.journals()
             .contains("traffic.error_rate: 0 % (0 of 5 requests answered 5xx)"),
         "only the 404s count"
+    );
+}
+
+/// Before and after a switch, the probe's load and what users sent meanwhile, compared by the
+/// same rule: users slowed 3x (the probe's server is as fast as before) or failing roll back.
+#[test]
+fn the_comparison_gate_compares_real_traffic_before_and_after_the_switch() {
+    let p = Project::new();
+    let probed = crate::support::serve(|_, _| (200, "{}", 5));
+    let mode = p.file("mode");
+    let _clients = clients(
+        access_log(&p),
+        50,
+        move |_, n| match std::fs::read_to_string(&mode).unwrap_or_default().trim() {
+            "slow" => (200, 0.150),
+            "failing" if n % 10 == 0 => (502, 0.010),
+            _ => (200, 0.010 + (n % 5) as f64 / 1000.0),
+        },
+    );
+    let traffic = r#"traffic = { access_log = "logs/lb/access.log", window = "2s", min_requests = 20, wait = "5s" }"#;
+    let gated = |mode: &str| {
+        format!(
+            r#"[playbook]
+name = "compare"
+
+[[steps]]
+id = "probe-before"
+kind = "verify"
+load = {{ url = "http://127.0.0.1:{probed}/health", rate = 20, duration = "1s" }}
+{traffic}
+
+[[steps]]
+id = "switch"
+kind = "exec"
+command = ["sh", "-c", "echo {mode} > mode"]
+rollback = {{ command = ["rm", "-f", "mode"] }}
+
+[[steps]]
+id = "probe-after"
+kind = "verify"
+load = {{ same_as = "probe-before", p95_ratio_max = 1.5, p95_floor_ms = 20 }}
+{traffic}
+"#
+        )
+    };
+    p.write("slow.toml", &gated("slow"))
+        .write("failing.toml", &gated("failing"))
+        .write("same.toml", &gated("same"));
+
+    // Each run's baseline window holds the previous run's last seconds: the healthy one first.
+    let run = p.run(&["apply", "--yes", "same.toml"]).expect(0);
+    assert!(
+        run.stdout.contains("; real traffic: p95 ")
+            && run
+                .stdout
+                .contains("ms after; errors 0.000 % before, 0.000 % after"),
+        "{}",
+        run.stdout
+    );
+    let run = p.run(&["apply", "--yes", "slow.toml"]).expect(4);
+    for shown in [
+        "traffic.compare.p95: p95 ",
+        " ms before (`probe-before`)",
+        "(threshold: <= 1.5x before, not called under 20 ms",
+    ] {
+        assert!(run.stdout.contains(shown), "{shown}:\n{}", run.stdout);
+    }
+    // Each check's line, as the journal of this (the latest) run records it.
+    let journal = p.journals();
+    let check = |name: &str| {
+        journal
+            .lines()
+            .rev()
+            .find(|l| l.contains(&format!("\"{name}: ")))
+            .unwrap_or_else(|| panic!("{name}:\n{journal}"))
+            .to_string()
+    };
+    assert!(
+        check("traffic.compare.p95").contains(") critical"),
+        "{journal}"
+    );
+    assert!(
+        check("load.compare.p95").contains(") ok"),
+        "the probe saw no change:\n{journal}"
+    );
+    assert!(!p.file("mode").exists(), "the switch was rolled back");
+
+    let run = p.run(&["apply", "--yes", "failing.toml"]).expect(4);
+    assert!(
+        run.stdout
+            .contains("traffic.compare.error_rate: 0.000 % before, ")
+            && run.stdout.contains("(threshold: <= before + 0 %) critical"),
+        "{}",
+        run.stdout
+    );
+
+    let journal = p.journals();
+    let after = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "step_succeeded" && e["step"] == "probe-after")
+        .unwrap_or_else(|| panic!("{journal}"));
+    let figures = &after["figures"];
+    assert!(
+        figures["traffic"]["requests"].as_u64().unwrap() >= 20,
+        "{figures}"
+    );
+    assert!(
+        figures["baseline"]["figures"]["traffic"]["requests"]
+            .as_u64()
+            .unwrap()
+            >= 20,
+        "{figures}"
     );
 }

@@ -138,34 +138,58 @@ impl Verify {
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
         let mut checks = Vec::new();
-        let mut figures = None;
-        let mut side_by_side = None;
-        // Real traffic first: its window ends as the step starts, before the load probe's own
-        // requests reach the load balancer's log.
-        if let Some(t) = &self.traffic {
-            cx.say(traffic::describe(t));
-            checks.extend(traffic::run(t, cx).await?);
-        }
+        let mut figures = serde_json::Map::new();
+        let mut side_by_side = Vec::new();
+        let compare = self.load.as_ref().and_then(load::Load::compare);
+        let baseline = compare.map(|c| baseline(c, cx)).transpose()?;
         if let Some(load) = &self.load {
             cx.say(load.describe());
-            let baseline = load.compare().map(|c| baseline(c, cx)).transpose()?;
             let measured = load.run().await?;
             cx.record(format!(
                 "load measured: {}",
                 serde_json::to_string(&measured).expect("figures serialize")
             ));
             checks.extend(load.checks(&measured));
-            if let (Some(compare), Some(before)) = (load.compare(), &baseline) {
-                checks.extend(compare.checks(before, &measured));
-                side_by_side = Some(load::Compare::side_by_side(before, &measured));
+            if let (Some(compare), Some(before)) = (compare, &baseline) {
+                let before = &before.load;
+                checks.extend(compare.checks("load", before.into(), (&measured).into()));
+                checks.extend(load::Compare::baseline_check(before));
+                side_by_side.push(load::Compare::side_by_side(
+                    "load",
+                    before.into(),
+                    (&measured).into(),
+                ));
             }
-            figures = Some(serde_json::json!({
-                "load": measured,
-                "baseline": baseline.map(|b| serde_json::json!({
-                    "step": load.compare().map(|c| c.with.clone()),
-                    "load": b,
-                })),
-            }));
+            figures.insert("load".into(), serde_json::json!(measured));
+        }
+        // Real traffic after the probe: its window then holds what users sent while the probe
+        // loaded the service (the probe's own requests are not counted), before as after a
+        // switch, so the two compare under the same load.
+        if let Some(t) = &self.traffic {
+            cx.say(traffic::describe(t));
+            let (found, sample) = traffic::run(t, cx).await?;
+            checks.extend(found);
+            if let (Some(compare), Some(before)) = (compare, &baseline) {
+                let before = before.traffic.as_ref().ok_or_else(|| {
+                    StepError::from(format!(
+                        "step `{}` measured no real traffic to compare with: give it the same `traffic` check",
+                        compare.with
+                    ))
+                })?;
+                checks.extend(compare.checks("traffic", before.into(), (&sample).into()));
+                side_by_side.push(load::Compare::side_by_side(
+                    "real traffic",
+                    before.into(),
+                    (&sample).into(),
+                ));
+            }
+            figures.insert("traffic".into(), serde_json::json!(sample));
+        }
+        if let (Some(compare), Some(_)) = (compare, &baseline) {
+            figures.insert(
+                "baseline".into(),
+                serde_json::json!({ "step": compare.with, "figures": baseline }),
+            );
         }
         if let Some(pg) = &self.postgres {
             cx.say(pg.describe());
@@ -207,22 +231,29 @@ impl Verify {
             checks.len(),
             checks.len() - warnings
         );
-        if let Some(both) = side_by_side {
+        for both in side_by_side {
             summary.push_str(&format!("; {both}"));
         }
         Ok(Done {
             summary,
             undo: None,
-            figures,
+            figures: (!figures.is_empty()).then_some(serde_json::Value::Object(figures)),
         })
     }
 }
 
+/// What an earlier step measured, as this run journaled it.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Baseline {
+    load: load::Measured,
+    traffic: Option<crate::traffic::Sample>,
+}
+
 /// The figures of the earlier step a probe compares with, as this run journaled them.
-fn baseline(compare: &load::Compare, cx: &StepCx<'_>) -> Result<load::Measured, StepError> {
+fn baseline(compare: &load::Compare, cx: &StepCx<'_>) -> Result<Baseline, StepError> {
     cx.figures
         .get(&compare.with)
-        .and_then(|f| serde_json::from_value(f.get("load")?.clone()).ok())
+        .and_then(|f| serde_json::from_value(f.clone()).ok())
         .ok_or_else(|| {
             StepError::from(format!(
                 "this run has no load figures of step `{}` to compare with: it must succeed earlier in the same run",

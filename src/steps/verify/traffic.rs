@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::Check;
 use crate::steps::{StepCx, StepError};
-use crate::traffic::Traffic;
+use crate::traffic::{Sample, Traffic};
 
 pub(super) fn describe(traffic: &Traffic) -> String {
     let wait = traffic
@@ -21,7 +21,11 @@ pub(super) fn describe(traffic: &Traffic) -> String {
     format!("traffic: {}{wait}", traffic.describe())
 }
 
-pub(super) async fn run(traffic: &Traffic, cx: &StepCx<'_>) -> Result<Vec<Check>, StepError> {
+/// The checks of the first window with enough requests, and that window's figures.
+pub(super) async fn run(
+    traffic: &Traffic,
+    cx: &StepCx<'_>,
+) -> Result<(Vec<Check>, Sample), StepError> {
     let started = Instant::now();
     let mut watch = traffic.watch_recent(cx.workdir);
     loop {
@@ -31,10 +35,11 @@ pub(super) async fn run(traffic: &Traffic, cx: &StepCx<'_>) -> Result<Vec<Check>
             serde_json::to_string(&look.sample).expect("figures serialize")
         ));
         if let Some(findings) = look.findings {
-            return Ok(findings
+            let checks = findings
                 .into_iter()
                 .map(|f| Check::new(f.metric, f.value, f.threshold, f.verdict))
-                .collect());
+                .collect();
+            return Ok((checks, look.sample));
         }
         if started.elapsed() + traffic.interval > traffic.wait.unwrap_or_default() {
             return Err(traffic.inconclusive(watch.too_thin()));

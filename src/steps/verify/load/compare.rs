@@ -7,9 +7,38 @@ use toml::Spanned;
 use super::probe::Measured;
 use super::{Check, Raw, Verdict};
 use crate::playbook::Checker;
+use crate::traffic::Sample;
 
 /// Under this p95 (ms) the baseline is loopback noise: a ratio of it is not called a regression.
 const FLOOR_MS: f64 = 5.0;
+
+/// What a comparison reads of a probe's or of real traffic's figures.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Figures {
+    p95_ms: f64,
+    p99_ms: f64,
+    error_rate: f64,
+}
+
+impl From<&Measured> for Figures {
+    fn from(m: &Measured) -> Self {
+        Figures {
+            p95_ms: m.p95_ms,
+            p99_ms: m.p99_ms,
+            error_rate: m.error_rate(),
+        }
+    }
+}
+
+impl From<&Sample> for Figures {
+    fn from(s: &Sample) -> Self {
+        Figures {
+            p95_ms: s.p95_ms,
+            p99_ms: s.p99_ms,
+            error_rate: s.error_rate,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub(crate) struct Compare {
@@ -72,26 +101,27 @@ impl Compare {
     }
 
     /// The before and after figures side by side, as the step's summary shows them.
-    pub(crate) fn side_by_side(before: &Measured, after: &Measured) -> String {
+    pub(crate) fn side_by_side(what: &str, before: Figures, after: Figures) -> String {
         format!(
-            "p95 {:.1} ms before, {:.1} ms after; errors {:.3} % before, {:.3} % after",
+            "{what}: p95 {:.1} ms before, {:.1} ms after; errors {:.3} % before, {:.3} % after",
             before.p95_ms,
             after.p95_ms,
-            before.error_rate() * 100.0,
-            after.error_rate() * 100.0
+            before.error_rate * 100.0,
+            after.error_rate * 100.0
         )
     }
 
-    pub(crate) fn checks(&self, before: &Measured, after: &Measured) -> Vec<Check> {
+    /// p95 and error rate after against before; `what` names the figures (`load`, `traffic`).
+    pub(crate) fn checks(&self, what: &str, before: Figures, after: Figures) -> Vec<Check> {
         let limit = self.p95_ratio_max * before.p95_ms.max(self.p95_floor_ms);
         let ratio = if before.p95_ms > 0.0 {
             format!("{:.2}x", after.p95_ms / before.p95_ms)
         } else {
             "-".into()
         };
-        let mut checks = vec![
+        vec![
             Check::new(
-                "load.compare.p95",
+                &format!("{what}.compare.p95"),
                 format!(
                     "p95 {:.1} ms before (`{}`), {:.1} ms after ({ratio}); p99 {:.1} ms before, {:.1} ms after",
                     before.p95_ms, self.with, after.p95_ms, before.p99_ms, after.p99_ms
@@ -107,23 +137,27 @@ impl Compare {
                 },
             ),
             Check::new(
-                "load.compare.error_rate",
+                &format!("{what}.compare.error_rate"),
                 format!(
                     "{:.3} % before, {:.3} % after",
-                    before.error_rate() * 100.0,
-                    after.error_rate() * 100.0
+                    before.error_rate * 100.0,
+                    after.error_rate * 100.0
                 ),
                 format!("<= before + {} %", self.error_rate_max_increase * 100.0),
                 // A hair of tolerance: equal rates computed from the same counts must pass.
-                if after.error_rate() > before.error_rate() + self.error_rate_max_increase + 1e-12 {
+                if after.error_rate > before.error_rate + self.error_rate_max_increase + 1e-12 {
                     Verdict::Critical
                 } else {
                     Verdict::Ok
                 },
             ),
-        ];
-        if before.achieved_rps < super::KEPT_RATE * before.target_rps {
-            checks.push(Check::new(
+        ]
+    }
+
+    /// A warning when the baseline probe did not keep its rate (it was measured under less load).
+    pub(crate) fn baseline_check(before: &Measured) -> Option<Check> {
+        (before.achieved_rps < super::KEPT_RATE * before.target_rps).then(|| {
+            Check::new(
                 "load.compare.baseline",
                 format!(
                     "the baseline kept {:.1} of {} req/s: it was measured under less load",
@@ -131,8 +165,7 @@ impl Compare {
                 ),
                 format!(">= {:.0} % of the target", super::KEPT_RATE * 100.0),
                 Verdict::Warning,
-            ));
-        }
-        checks
+            )
+        })
     }
 }

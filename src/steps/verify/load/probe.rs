@@ -53,7 +53,8 @@ impl Target {
         let mut builder = http::Request::builder()
             .method(request.method.clone())
             .uri(&url[url::Position::BeforePath..])
-            .header(http::header::HOST, format!("{host}:{port}"));
+            .header(http::header::HOST, format!("{host}:{port}"))
+            .header(http::header::USER_AGENT, crate::AGENT);
         for (k, v) in &request.headers {
             builder = builder.header(k, v);
         }
