@@ -200,8 +200,21 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
     }
 }
 
-fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Result<u8> {
+/// Loads a playbook to validate or plan it, saying once when it sends no alerts.
+fn loaded(path: &Path, vars: &BTreeMap<String, String>) -> Result<playbook::Playbook> {
     let playbook = playbook::load(path, vars, None)?;
+    if playbook
+        .notify
+        .as_ref()
+        .is_some_and(|n| n.webhook.is_none())
+    {
+        errln!("{}", crate::notify::Notify::OFF);
+    }
+    Ok(playbook)
+}
+
+fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Result<u8> {
+    let playbook = loaded(path, vars)?;
     match format {
         Format::Json => outln!(
             "{}",
@@ -220,7 +233,7 @@ fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Res
 
 /// Loads a playbook for planning and computes its plan.
 async fn planned(path: &Path, vars: &BTreeMap<String, String>, refresh: bool) -> Result<Plan> {
-    let playbook = playbook::load(path, vars, None)?;
+    let playbook = loaded(path, vars)?;
     let observed = plan::observe(&playbook, refresh).await?;
     Ok(plan::plan(&playbook, &observed))
 }

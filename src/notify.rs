@@ -29,7 +29,8 @@ pub(crate) struct RawSection {
 /// Where alerts go, and on which run outcomes one is sent by itself.
 #[derive(Debug)]
 pub(crate) struct Notify {
-    pub(crate) webhook: String,
+    /// `None` when the webhook is empty (an optional secret that is not set): no delivery.
+    pub(crate) webhook: Option<String>,
     pub(crate) on: BTreeSet<When>,
     pub(crate) service: String,
 }
@@ -81,15 +82,7 @@ pub(crate) struct Alert {
 
 impl Notify {
     pub(crate) fn validate(raw: RawSection, cx: &mut Checker<'_>) -> Option<Self> {
-        let webhook = cx.text(&raw.webhook)?;
-        if let Err(e) = reqwest::Url::parse(&webhook) {
-            cx.problem(
-                raw.webhook.span(),
-                format!("the webhook is not a URL: {e}"),
-                "this webhook",
-            );
-            return None;
-        }
+        let webhook = webhook(&raw.webhook, cx)?;
         let mut on = BTreeSet::new();
         for word in raw.on.iter().flatten() {
             match word.get_ref().as_str() {
@@ -121,7 +114,27 @@ impl Notify {
     }
 }
 
+/// A webhook field: a URL, or empty for none (its optional secret is not set).
+pub(crate) fn webhook(field: &Spanned<String>, cx: &mut Checker<'_>) -> Option<Option<String>> {
+    let webhook = cx.text(field)?;
+    if webhook.is_empty() {
+        return Some(None);
+    }
+    if let Err(e) = reqwest::Url::parse(&webhook) {
+        cx.problem(
+            field.span(),
+            format!("the webhook is not a URL: {e}"),
+            "this webhook",
+        );
+        return None;
+    }
+    Some(Some(webhook))
+}
+
 impl Notify {
+    /// Said once by the commands that read the playbook when no alert can be delivered.
+    pub(crate) const OFF: &str = "note: alerts are off: the [notify] webhook is empty (is its secret set?); runner sends none";
+
     /// The alert a finished run sends by itself, if `on` asks for one.
     pub(crate) fn on_finish(
         &self,

@@ -88,7 +88,8 @@ fn renderings(value: &str) -> Vec<String> {
 
 impl Secrets {
     pub(crate) fn insert(&mut self, name: String, value: String) {
-        for form in renderings(&value) {
+        // An empty value (an optional secret that is not set) has nothing to hide.
+        for form in renderings(&value).into_iter().filter(|f| !f.is_empty()) {
             if !self.needles.contains(&form) {
                 self.needles.push(form);
             }

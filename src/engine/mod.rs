@@ -172,7 +172,11 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
 /// cannot be reached is a warning, never a failure.
 async fn announce(run: &mut Run<'_, '_>, status: RunStatus, failed: Option<&str>) -> Result<()> {
     let playbook = run.playbook;
-    let Some(notify) = &playbook.notify else {
+    let Some((notify, webhook)) = playbook
+        .notify
+        .as_ref()
+        .and_then(|n| Some((n, n.webhook.as_deref()?)))
+    else {
         return Ok(());
     };
     let name = format!("`{}` ({})", playbook.name, playbook.phase);
@@ -181,7 +185,7 @@ async fn announce(run: &mut Run<'_, '_>, status: RunStatus, failed: Option<&str>
     };
     let mut payload = alert.payload(std::time::SystemTime::now());
     run.emitter.secrets.redact_json(&mut payload);
-    if let Err(why) = crate::notify::send(&notify.webhook, &payload).await {
+    if let Err(why) = crate::notify::send(webhook, &payload).await {
         run.emitter.emit(Event::Warning {
             message: format!("the {} alert: {why}", alert.level.name()),
         })?;
@@ -212,7 +216,11 @@ async fn run_step(
         backup_dir: run.dir.join("backup").join(&step.id),
         progress,
         timeout: step.timeout,
-        webhook: run.playbook.notify.as_ref().map(|n| n.webhook.as_str()),
+        webhook: run
+            .playbook
+            .notify
+            .as_ref()
+            .and_then(|n| n.webhook.as_deref()),
         run_id: &run_id,
         figures,
     };

@@ -49,6 +49,8 @@ pub(crate) struct Secret {
     /// An env file holding the value, under `key` (default: the secret's name).
     pub(crate) file: Option<String>,
     pub(crate) key: Option<String>,
+    /// Unset is allowed: the value is empty (for a webhook, no alerts).
+    pub(crate) optional: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,8 @@ pub(crate) struct Checker<'a> {
     inputs: Vec<Input>,
     /// The `[notify]` service name, when the playbook has that section.
     notify_service: Option<String>,
+    /// Whether the `[notify]` section has a webhook.
+    alerts_on: bool,
     /// The valid steps checked so far, for a step that refers to an earlier one.
     steps: Vec<Step>,
 }
@@ -195,6 +197,11 @@ impl Checker<'_> {
     /// The service name of the playbook's `[notify]` section, if it has one.
     pub(crate) fn notify_service(&self) -> Option<&str> {
         self.notify_service.as_deref()
+    }
+
+    /// Whether the playbook's `[notify]` section delivers alerts.
+    pub(crate) fn alerts_on(&self) -> bool {
+        self.alerts_on
     }
 
     pub(crate) fn workdir(&self) -> &Path {
@@ -354,6 +361,7 @@ pub(super) fn validate(
             Some(source.text().as_bytes()),
         )],
         notify_service: None,
+        alerts_on: false,
         steps: Vec::new(),
     };
     let notify = document.notify.and_then(|n| {
@@ -363,6 +371,7 @@ pub(super) fn validate(
             .and_then(|raw| Notify::validate(raw, &mut checker))
     });
     checker.notify_service = notify.as_ref().map(|n| n.service.clone());
+    checker.alerts_on = notify.as_ref().is_some_and(|n| n.webhook.is_some());
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     for value in document.steps {
         if let Some(step) = step(value, &mut checker, &mut seen) {
@@ -444,18 +453,11 @@ fn secrets(
         else {
             continue;
         };
-        let found = match (&spec.env, &spec.file) {
-            (Some(var), None) => {
-                std::env::var(var).map_err(|_| format!("environment variable `{var}` is not set"))
-            }
-            (None, Some(file)) => {
-                let key = spec.key.clone().unwrap_or_else(|| name.clone());
-                read_env_file(&workdir.join(file), &key)
-                    .map_err(|why| format!("`{key}` in `{file}`: {why}"))
-            }
-            _ => Err("give exactly one of `env` or `file`".to_string()),
-        };
-        match found {
+        let optional = spec.optional.unwrap_or(false);
+        match secret_value(&name, &spec, workdir) {
+            // Unset and optional: empty, which a webhook field takes for "no alerts".
+            Err(_) if optional => secrets.insert(name.clone(), String::new()),
+            Ok(value) if value.is_empty() && optional => secrets.insert(name.clone(), value),
             Ok(value) if value.chars().count() >= crate::secrets::MIN_LEN => {
                 secrets.insert(name.clone(), value)
             }
@@ -485,6 +487,29 @@ fn secrets(
         }
     }
     secrets
+}
+
+/// The environment variable first, then the env file: a secret store's environment overrides
+/// the file a demo generated.
+fn secret_value(name: &str, spec: &raw::Secret, workdir: &Path) -> Result<String, String> {
+    if spec.env.is_none() && spec.file.is_none() {
+        return Err("give `env`, `file` or both (the environment is read first)".into());
+    }
+    let mut why = Vec::new();
+    if let Some(var) = &spec.env {
+        match std::env::var(var) {
+            Ok(value) => return Ok(value),
+            Err(_) => why.push(format!("environment variable `{var}` is not set")),
+        }
+    }
+    if let Some(file) = &spec.file {
+        let key = spec.key.as_deref().unwrap_or(name);
+        match read_env_file(&workdir.join(file), key) {
+            Ok(value) => return Ok(value),
+            Err(e) => why.push(format!("`{key}` in `{file}`: {e}")),
+        }
+    }
+    Err(why.join(", and "))
 }
 
 fn read_env_file(path: &Path, key: &str) -> Result<String, String> {

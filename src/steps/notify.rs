@@ -26,6 +26,8 @@ pub(crate) struct Raw {
 #[derive(Debug)]
 pub(crate) struct Notify {
     webhook: Option<String>,
+    /// Neither the step nor the playbook has a webhook (an optional secret is not set).
+    off: bool,
     alert: Alert,
 }
 
@@ -44,7 +46,7 @@ impl Notify {
             text(&raw.threshold),
         );
         let webhook = match &raw.webhook {
-            Some(w) => Some(cx.text(w)?),
+            Some(w) => notify::webhook(w, cx)?,
             None if cx.notify_service().is_some() => None,
             None => {
                 cx.problem(
@@ -57,6 +59,7 @@ impl Notify {
         };
         let service = service?;
         Some(Notify {
+            off: webhook.is_none() && !cx.alerts_on(),
             webhook,
             alert: Alert {
                 level: raw.level.unwrap_or(Level::Info),
@@ -75,6 +78,15 @@ impl Notify {
     }
 
     pub(crate) fn plan(&self) -> Intent {
+        if self.off {
+            return Intent::new(
+                format!(
+                    "not post the alert `{}`: no webhook is set",
+                    self.alert.title
+                ),
+                false,
+            );
+        }
         Intent::new(
             format!(
                 "post a {} alert `{}` to the {} webhook",
@@ -91,11 +103,12 @@ impl Notify {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let webhook = self
-            .webhook
-            .as_deref()
-            .or(cx.webhook)
-            .ok_or_else(|| "no webhook is configured".to_string())?;
+        let Some(webhook) = self.webhook.as_deref().or(cx.webhook) else {
+            return Ok(format!(
+                "`{}` not sent: no webhook is set",
+                self.alert.title
+            ));
+        };
         match notify::send(webhook, &self.alert.payload(SystemTime::now())).await {
             Ok(()) => Ok(format!(
                 "sent `{}` ({})",

@@ -222,6 +222,99 @@ fn alerts_reach_the_webhook_in_slack_shape_and_a_dead_webhook_never_fails_the_ru
     }
 }
 
+/// The webhook's secret is optional: unset, the playbook is valid, says once that it sends no
+/// alerts, and the run (and its notify step) succeeds without delivering anything; set, the
+/// alerts go out.
+#[test]
+fn an_optional_webhook_that_is_not_set_turns_alerts_off_and_says_so_once() {
+    let p = Project::new();
+    let (port, bodies) = receiver();
+    p.write(
+        "pb.toml",
+        &ALERTS.replace(
+            r#"HOOK = { env = "HOOK_URL" }"#,
+            r#"HOOK = { env = "HOOK_URL", optional = true }"#,
+        ),
+    );
+    let note = "note: alerts are off: the [notify] webhook is empty";
+    let mut command = p.command(&["validate", "pb.toml"]);
+    command.env_remove("HOOK_URL");
+    let run = crate::support::finish(command).expect(0);
+    assert_eq!(run.stderr.matches(note).count(), 1, "{}", run.stderr);
+    let mut command = p.command(&["plan", "pb.toml"]);
+    command.env_remove("HOOK_URL");
+    let run = crate::support::finish(command).expect(0);
+    assert!(
+        run.stdout
+            .contains("not post the alert `p95 latency is high`: no webhook is set"),
+        "{}",
+        run.stdout
+    );
+    let mut command = p.command(&["apply", "--yes", "pb.toml"]);
+    command.env_remove("HOOK_URL");
+    let run = crate::support::finish(command).expect(0);
+    assert_eq!(run.stderr.matches(note).count(), 1, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("not sent: no webhook is set"),
+        "{}",
+        run.stdout
+    );
+    assert!(bodies.lock().unwrap().is_empty());
+
+    let mut command = p.command(&["apply", "--yes", "pb.toml"]);
+    command.env(
+        "HOOK_URL",
+        format!("http://127.0.0.1:{port}/hooks/secret-token-9f2e"),
+    );
+    let run = crate::support::finish(command).expect(0);
+    assert!(!run.stderr.contains(note), "{}", run.stderr);
+    assert_eq!(
+        bodies.lock().unwrap().len(),
+        2,
+        "the step's alert and the run's"
+    );
+
+    // Not optional, it is still required.
+    p.write("required.toml", ALERTS);
+    let mut command = p.command(&["validate", "required.toml"]);
+    command.env_remove("HOOK_URL");
+    let run = crate::support::finish(command).expect(2);
+    assert!(
+        run.stderr
+            .contains("environment variable `HOOK_URL` is not set"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A secret with both sources: the environment wins, else the env file (which a demo wrote).
+#[test]
+fn a_secret_is_read_from_the_environment_first_then_from_its_file() {
+    let p = Project::new();
+    p.write(".runner/secrets.env", "TOKEN=from-the-file-0123\n").write(
+        "pb.toml",
+        "[playbook]\nname = \"s\"\n\n[secrets]\nTOKEN = { env = \"TOKEN\", file = \".runner/secrets.env\" }\n\n[[steps]]\nid = \"show\"\nkind = \"exec\"\ncommand = [\"sh\", \"-c\", \"printf %s \\\"$T\\\" > seen\"]\nenv = { T = \"{{secrets.TOKEN}}\" }\nrollback = { command = [\"rm\", \"seen\"] }\n",
+    );
+    let mut command = p.command(&["apply", "--yes", "pb.toml"]);
+    command.env_remove("TOKEN");
+    crate::support::finish(command).expect(0);
+    assert_eq!(p.read("seen").unwrap(), "from-the-file-0123");
+    let mut command = p.command(&["apply", "--yes", "pb.toml"]);
+    command.env("TOKEN", "from-the-environment-42");
+    crate::support::finish(command).expect(0);
+    assert_eq!(p.read("seen").unwrap(), "from-the-environment-42");
+    std::fs::remove_file(p.file(".runner/secrets.env")).unwrap();
+    let mut command = p.command(&["validate", "pb.toml"]);
+    command.env_remove("TOKEN");
+    let run = crate::support::finish(command).expect(2);
+    assert!(
+        run.stderr
+            .contains("environment variable `TOKEN` is not set, and `TOKEN` in `.runner/"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn the_load_probe_reports_percentiles_and_gates_on_the_error_rate() {
     let p = Project::new();
