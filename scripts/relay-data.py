@@ -321,7 +321,9 @@ def main():
     rnd = random.Random(args.seed)
     url = urllib.parse.urlparse(args.url)
     db = url.path.strip("/") or "0"
-    env = dict(os.environ, REDISCLI_AUTH=urllib.parse.unquote(url.password or ""))
+    env = dict(os.environ)
+    if url.password:  # else REDISCLI_AUTH from the environment, as redis-cli reads it
+        env["REDISCLI_AUTH"] = urllib.parse.unquote(url.password)
     pipe = subprocess.Popen(["redis-cli", "-h", url.hostname, "-p", str(url.port or 6379), "-n", db, "--pipe"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     ids, hashes, kept = [], [], {}

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""A relay client through the load balancer: reads API keys and records usage, one request
+after another, until SIGTERM or SIGINT; then prints what it saw as one JSON line.
+
+Requests that fail are counted with their status (or the connection error); latency is
+measured per request. Python's standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import signal
+import sys
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True, help="the load balancer's port on 127.0.0.1")
+    parser.add_argument("--keys", required=True, help="a file with one API key id per line")
+    parser.add_argument("--out", required=True, help="where the figures go (JSON), on exit")
+    args = parser.parse_args()
+    with open(args.keys) as f:
+        keys = [line.strip() for line in f if line.strip()]
+    if not keys:
+        sys.exit("relay-client: no keys to use")
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    ok, failed, worst, latencies, errors = 0, 0, 0.0, [], {}
+    conn = None
+    i = 0
+    while not stop:
+        key = keys[i % len(keys)]
+        write = i % 4 == 0
+        start = time.monotonic()
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
+            if write:
+                conn.request("POST", f"/api/usage/{key}", body=b'{"input": 3, "output": 5}',
+                             headers={"Content-Type": "application/json"})
+            else:
+                conn.request("GET", f"/api/keys/{key}")
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException) as e:
+            status = type(e).__name__
+            conn = None
+        took = time.monotonic() - start
+        worst = max(worst, took)
+        latencies.append(took)
+        if status == 200:
+            ok += 1
+        else:
+            failed += 1
+            errors[str(status)] = errors.get(str(status), 0) + 1
+            time.sleep(0.05)
+        i += 1
+    latencies.sort()
+    p95 = latencies[int(len(latencies) * 0.95)] if latencies else 0.0
+    figures = {"requests": ok + failed, "failed": failed, "errors": errors,
+               "worst_ms": round(worst * 1000, 1), "p95_ms": round(p95 * 1000, 1)}
+    with open(args.out, "w") as f:
+        json.dump(figures, f)
+
+
+if __name__ == "__main__":
+    main()
