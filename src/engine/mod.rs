@@ -131,8 +131,27 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
             })?;
             continue;
         }
-        let prepared = before.and_then(|s| s.prepared.get(&step.id)).is_some();
-        match run_step(run, step, index + 1, prepared, &mut undos, &figures).await? {
+        // Started and never finished (the runner was killed): how far it got is unknown, so what
+        // it did is undone before it runs again, as a rollback would undo it.
+        if before.is_some_and(|s| s.prepared.contains(&step.id)) {
+            let spent: Vec<(String, Undo)> = undos
+                .iter()
+                .rev()
+                .filter(|(id, _)| *id == step.id)
+                .cloned()
+                .collect();
+            undos.retain(|(id, _)| *id != step.id);
+            if !roll_back(&mut run.emitter, playbook.workdir.as_path(), &spent).await? {
+                let status = RunStatus::RollbackFailed;
+                announce(run, status, Some(&step.id)).await?;
+                run.emitter.emit(Event::RunFinished {
+                    status,
+                    duration_ms: millis(started),
+                })?;
+                return Ok(status);
+            }
+        }
+        match run_step(run, step, index + 1, &mut undos, &figures).await? {
             Ok(Some(measured)) => {
                 figures.insert(step.id.clone(), measured);
             }
@@ -200,7 +219,6 @@ async fn run_step(
     run: &mut Run<'_, '_>,
     step: &Step,
     index: usize,
-    prepared: bool,
     undos: &mut Vec<(String, Undo)>,
     figures: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Result<Option<serde_json::Value>, bool>> {
@@ -233,7 +251,7 @@ async fn run_step(
             index,
             attempt,
         })?;
-        let result = if attempt == 1 && !prepared {
+        let result = if attempt == 1 {
             prepare(run, step, &cx, undos).await
         } else {
             Ok(())

@@ -152,8 +152,8 @@ pub(crate) struct RunState {
     pub(crate) succeeded: BTreeSet<String>,
     /// What succeeded steps measured, by step id (a resumed run compares with them).
     pub(crate) figures: BTreeMap<String, serde_json::Value>,
-    /// Undo records of steps prepared but not finished: reused when the step runs again.
-    pub(crate) prepared: BTreeMap<String, StoredUndo>,
+    /// Steps prepared but not finished: undone before they run again.
+    pub(crate) prepared: BTreeSet<String>,
     /// Every undo record, in the order the steps recorded them.
     pub(crate) undos: Vec<(String, StoredUndo)>,
     pub(crate) rolled_back: BTreeSet<String>,
@@ -226,7 +226,7 @@ impl RunState {
             records: Vec::new(),
             succeeded: BTreeSet::new(),
             figures: BTreeMap::new(),
-            prepared: BTreeMap::new(),
+            prepared: BTreeSet::new(),
             undos: Vec::new(),
             rolled_back: BTreeSet::new(),
             status: None,
@@ -267,7 +267,12 @@ impl RunState {
     fn fold(&mut self, record: Record) {
         match &record.event {
             Event::StepPrepared { step, undo } => {
-                self.prepared.insert(step.clone(), undo.clone());
+                if self.rolled_back.remove(step) {
+                    // Undone before it ran again (a resumed run's interrupted step): the older
+                    // records are spent.
+                    self.undos.retain(|(s, _)| s != step);
+                }
+                self.prepared.insert(step.clone());
                 self.undos.push((step.clone(), undo.clone()));
             }
             Event::StepSucceeded {

@@ -357,6 +357,7 @@ impl Action {
             Action::Backup(_) | Action::Template(_) | Action::Env(_) => {}
             Action::DockerBuild(s) => return s.prepare().await.map(Some),
             Action::Migrate(s) => return Ok(Some(s.prepare(cx))),
+            Action::Sql(s) => return s.prepare().await,
             Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
             Action::LbSwitch(s) => return s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
             _ => return Ok(None),

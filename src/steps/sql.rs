@@ -5,7 +5,7 @@
 //! non-transactional file (dirty) blocks until someone resolves it, and rollback runs the
 //! matching `.down.sql` files newest first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -253,6 +253,28 @@ impl Sql {
         read_history(&client, &self.history).await
     }
 
+    /// What rollback needs, journaled before anything runs: the files not yet in the history,
+    /// any of which a step killed half way may have applied (rollback undoes those it finds).
+    pub(crate) async fn prepare(&self) -> Result<Option<Undo>, StepError> {
+        let client = self.target.connect_utf8(self.connect_within).await?;
+        let rows = read_history(&client, &self.history).await?;
+        let (pending, _) = self.pending(&rows);
+        Ok((!pending.is_empty()).then(|| {
+            Undo::Sql(Applied {
+                url: self.url.clone(),
+                history: self.history.clone(),
+                settings: self.settings.clone(),
+                files: pending
+                    .into_iter()
+                    .map(|f| AppliedFile {
+                        name: f.name.clone(),
+                        down: f.down.clone(),
+                    })
+                    .collect(),
+            })
+        }))
+    }
+
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
         let mut client = self.target.connect_utf8(self.connect_within).await?;
         let history = self.history.name();
@@ -328,7 +350,8 @@ impl Sql {
 }
 
 impl Applied {
-    /// Runs the down files newest first, each with the removal of its history row.
+    /// Runs the down files newest first, each with the removal of its history row; a file the
+    /// history does not hold (never applied, or undone already) is passed over.
     pub(crate) async fn roll_back(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let target = Target::parse(&self.url)?;
         let mut client = target.connect(Duration::from_secs(30)).await?;
@@ -344,7 +367,16 @@ impl Applied {
                 .await
                 .map_err(|e| StepError::from(format!("cannot set `{name}`: {}", describe(&e))))?;
         }
+        let applied: BTreeSet<String> = read_history(&client, &self.history)
+            .await?
+            .into_iter()
+            .map(|r| r.file)
+            .collect();
+        let mut ran = 0;
         for file in self.files.iter().rev() {
+            if !applied.contains(&file.name) {
+                continue;
+            }
             let Some(down) = &file.down else {
                 return Err(StepError::from(format!(
                     "`{}` has no .down.sql: undo it by hand",
@@ -368,8 +400,9 @@ impl Applied {
             tx.commit()
                 .await
                 .map_err(|e| StepError::from(describe(&e)))?;
+            ran += 1;
         }
-        Ok(format!("ran {} down file(s)", self.files.len()))
+        Ok(format!("ran {ran} down file(s)"))
     }
 }
 

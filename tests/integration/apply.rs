@@ -492,31 +492,6 @@ fn a_damaged_journal_affects_only_its_own_run() {
     assert!(shown.stdout.contains("damaged"), "{}", shown.stdout);
 }
 
-/// The process groups of steps' commands that the journal does not see exit.
-fn child_groups(p: &Project) -> Vec<i32> {
-    let events: Vec<serde_json::Value> = p
-        .journals()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let pids = |kind: &str| -> Vec<i32> {
-        events
-            .iter()
-            .filter(|v| v["event"] == kind)
-            .map(|v| v["pid"].as_i64().unwrap() as i32)
-            .collect()
-    };
-    let exited = pids("child_exited");
-    pids("child_started")
-        .into_iter()
-        .filter(|pid| !exited.contains(pid))
-        .collect()
-}
-
-fn group_alive(pgid: i32) -> bool {
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
-}
-
 #[test]
 fn sigkill_inside_an_exec_step_is_undone_and_its_children_stopped() {
     let extra = r#"
@@ -531,11 +506,11 @@ rollback = { command = ["sh", "-c", "rm -f out.log started"] }
     p.wait_for("started");
     child.kill().unwrap(); // SIGKILL, in the middle of the step
     child.wait().unwrap();
-    let groups = child_groups(&p);
+    let groups = crate::support::child_groups(&p);
     assert_eq!(groups.len(), 1, "{}", p.journals());
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
-        group_alive(groups[0]),
+        crate::support::group_alive(groups[0]),
         "the step's children outlive the runner"
     );
 
@@ -552,7 +527,7 @@ rollback = { command = ["sh", "-c", "rm -f out.log started"] }
         !p.file("out.log").exists(),
         "the orphan wrote again after the rollback"
     );
-    assert!(!group_alive(groups[0]));
+    assert!(!crate::support::group_alive(groups[0]));
     assert_eq!(p.read(".env").unwrap(), ENV_BEFORE);
     assert!(!p.file("marks.log").exists());
 }

@@ -224,3 +224,28 @@ pub fn serve(
     });
     port
 }
+
+/// The process groups of steps' commands that the journal does not see exit.
+pub fn child_groups(p: &Project) -> Vec<i32> {
+    let events: Vec<serde_json::Value> = p
+        .journals()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pids = |kind: &str| -> Vec<i32> {
+        events
+            .iter()
+            .filter(|v| v["event"] == kind)
+            .map(|v| v["pid"].as_i64().unwrap() as i32)
+            .collect()
+    };
+    let exited = pids("child_exited");
+    pids("child_started")
+        .into_iter()
+        .filter(|pid| !exited.contains(pid))
+        .collect()
+}
+
+pub fn group_alive(pgid: i32) -> bool {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+}
