@@ -131,9 +131,13 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
             })?;
             continue;
         }
-        // Started and never finished (the runner was killed): how far it got is unknown, so what
-        // it did is undone before it runs again, as a rollback would undo it.
-        if before.is_some_and(|s| s.prepared.contains(&step.id)) {
+        // Started and never finished (the runner was killed). A playbook's command cannot tell
+        // how far it got, so what it did is undone before it runs again; the kinds runner
+        // knows go on from their own record (a migration from its checkpoint, SQL from its
+        // history, files and containers from the snapshot taken before the first attempt).
+        let prepared = before.is_some_and(|s| s.prepared.contains(&step.id));
+        let reset = prepared && matches!(step.rollback, Rollback::Command(_));
+        if reset {
             let spent: Vec<(String, Undo)> = undos
                 .iter()
                 .rev()
@@ -151,7 +155,16 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
                 return Ok(status);
             }
         }
-        match run_step(run, step, index + 1, &mut undos, &figures).await? {
+        match run_step(
+            run,
+            step,
+            index + 1,
+            prepared && !reset,
+            &mut undos,
+            &figures,
+        )
+        .await?
+        {
             Ok(Some(measured)) => {
                 figures.insert(step.id.clone(), measured);
             }
@@ -219,6 +232,7 @@ async fn run_step(
     run: &mut Run<'_, '_>,
     step: &Step,
     index: usize,
+    prepared: bool,
     undos: &mut Vec<(String, Undo)>,
     figures: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Result<Option<serde_json::Value>, bool>> {
@@ -251,7 +265,7 @@ async fn run_step(
             index,
             attempt,
         })?;
-        let result = if attempt == 1 {
+        let result = if attempt == 1 && !prepared {
             prepare(run, step, &cx, undos).await
         } else {
             Ok(())

@@ -152,7 +152,8 @@ pub(crate) struct RunState {
     pub(crate) succeeded: BTreeSet<String>,
     /// What succeeded steps measured, by step id (a resumed run compares with them).
     pub(crate) figures: BTreeMap<String, serde_json::Value>,
-    /// Steps prepared but not finished: undone before they run again.
+    /// Steps prepared but not finished: their undo records are reused when they run again
+    /// (a playbook's command is undone first).
     pub(crate) prepared: BTreeSet<String>,
     /// Every undo record, in the order the steps recorded them.
     pub(crate) undos: Vec<(String, StoredUndo)>,
@@ -338,12 +339,20 @@ pub(crate) struct Sealed {
     pub(crate) redact: Vec<String>,
 }
 
-/// Writes an undo record that holds secrets to a private file of the run; returns its name.
+/// Writes an undo record that holds secrets to a private file of the run; returns its name. A
+/// step may leave several (the one journaled before it ran, the one of its success): each gets
+/// its own file.
 pub(crate) fn seal(run_dir: &Path, step: &str, sealed: &Sealed) -> Result<String> {
-    let name = format!("undo/{step}.json");
-    let path = run_dir.join(&name);
     crate::steps::files::create_private_dir(&run_dir.join("undo"))
         .map_err(Error::io("cannot create the undo dir"))?;
+    let name = (1..)
+        .map(|n| match n {
+            1 => format!("undo/{step}.json"),
+            n => format!("undo/{step}.{n}.json"),
+        })
+        .find(|name| !run_dir.join(name).exists())
+        .expect("a free name");
+    let path = run_dir.join(&name);
     let bytes = serde_json::to_vec(sealed).expect("an undo record serializes");
     crate::steps::files::write_atomic(&path, &bytes, Some(0o600), 0o600)
         .map_err(Error::io(format!("cannot write `{}`", path.display())))?;
