@@ -254,13 +254,17 @@ impl Migrate {
         let rate = (at.counts.scanned - scanned_before) as f64
             / started.elapsed().as_secs_f64().max(0.001);
         let left = total.saturating_sub(at.counts.scanned) as f64 / rate.max(1.0);
-        cx.say(format!(
-            "{}/{} keys, {:.0} keys/s, ETA {}",
+        cx.meter(
             at.counts.scanned,
             total,
-            rate,
-            humantime::format_duration(Duration::from_secs(left as u64))
-        ));
+            format!(
+                "{}/{} keys, {:.0} keys/s, ETA {}",
+                at.counts.scanned,
+                total,
+                rate,
+                humantime::format_duration(Duration::from_secs(left as u64))
+            ),
+        );
     }
 
     /// One SCAN page, read and converted into COPY lines for run `run`.
