@@ -232,3 +232,63 @@ fn the_markdown_summary_of_a_fixed_journal_is_pinned() {
         html.stderr
     );
 }
+
+#[test]
+fn quiet_shows_the_outcome_verbose_every_line_and_the_summary_wraps_long_notes() {
+    let p = Project::new();
+    p.write(
+        "say.toml",
+        r#"[playbook]
+name = "say"
+
+[[steps]]
+id = "say"
+kind = "exec"
+command = ["sh", "-c", "echo première ligne; echo runner.app_password is not set: give it in the sql step settings >/dev/null"]
+rollback = "none"
+reason = "it changes nothing"
+"#,
+    );
+    let normal = p.run(&["apply", "--yes", "say.toml"]).expect(0);
+    // The step's note (its command, 100+ characters) is wrapped in the table, not cut.
+    let table: String = normal
+        .stdout
+        .lines()
+        .filter(|l| l.contains('┆'))
+        .filter_map(|l| l.rsplit('┆').next())
+        .skip(1)
+        .collect::<String>()
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '│')
+        .collect();
+    let note = "`sh -c 'echo première ligne; echo runner.app_password is not set: give it in the sql step settings >/dev/null'` exited 0";
+    let whole: String = note.chars().filter(|c| !c.is_whitespace()).collect();
+    assert_eq!(table, whole, "{}", normal.stdout);
+    assert!(
+        !normal.stdout.contains("  say: première ligne"),
+        "{}",
+        normal.stdout
+    );
+
+    let verbose = p.run(&["apply", "--yes", "-v", "say.toml"]).expect(0);
+    assert!(
+        verbose.stdout.contains("  say: première ligne"),
+        "{}",
+        verbose.stdout
+    );
+
+    let quiet = p.run(&["apply", "--yes", "--quiet", "say.toml"]).expect(0);
+    let lines: Vec<&str> = quiet.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "only the outcome:\n{}", quiet.stdout);
+    assert!(
+        lines[0].starts_with("run succeeded in "),
+        "{}",
+        quiet.stdout
+    );
+    let both = p.run(&["apply", "--yes", "-q", "-v", "say.toml"]).expect(2);
+    assert!(
+        both.stderr.contains("cannot be used with"),
+        "{}",
+        both.stderr
+    );
+}
