@@ -14,6 +14,8 @@ use crate::plan::Plan;
 
 /// The summary table's width when the terminal's is unknown (a pipe, a file).
 const PLAIN_WIDTH: u16 = 120;
+/// A terminal narrower than this is taken as one whose width is unknown.
+const MIN_WIDTH: u16 = 40;
 
 pub(crate) struct Human {
     /// Spinners and bars are drawn (on a terminal, without `NO_COLOR`, not `--quiet`).
@@ -225,11 +227,11 @@ fn table(rows: &[Row], width: Option<u16>) -> String {
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(["step", "kind", "status", "duration", "note"]);
-    match width {
-        Some(w) => table.set_width(w),
-        None if table.width().is_none() => table.set_width(PLAIN_WIDTH),
-        None => &mut table,
-    };
+    // A pseudo-terminal without a size (`script` under a pipe) says it is 0 columns wide.
+    let width = width
+        .or(table.width().filter(|w| *w >= MIN_WIDTH))
+        .unwrap_or(PLAIN_WIDTH);
+    table.set_width(width);
     for row in rows {
         table.add_row([
             row.step.clone(),
