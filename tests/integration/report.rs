@@ -292,3 +292,37 @@ reason = "it changes nothing"
         both.stderr
     );
 }
+
+#[test]
+fn the_report_hides_what_the_playbooks_secrets_now_cover() {
+    let p = Project::new();
+    let step = format!(
+        "[[steps]]\nid = \"say\"\nkind = \"exec\"\ncommand = [\"echo\", \"{SENTINEL}\"]\nrollback = \"none\"\nreason = \"it changes nothing\"\n"
+    );
+    p.write("say.toml", &format!("[playbook]\nname = \"say\"\n\n{step}"));
+    p.run(&["apply", "--yes", "say.toml"]).expect(0);
+    let before = p.run(&["report", "--format", "markdown"]).expect(0);
+    assert!(
+        before.stdout.contains(SENTINEL),
+        "not a secret then:\n{}",
+        before.stdout
+    );
+    // The value became a secret of the playbook: the report of the old run hides it too.
+    p.write(
+        "say.toml",
+        &format!("[playbook]\nname = \"say\"\n\n[secrets]\nDB_PASSWORD = {{ env = \"DB_PASSWORD\" }}\n\n{step}"),
+    );
+    for format in ["markdown", "html"] {
+        let after = p.run(&["report", "--format", format]).expect(0);
+        assert!(
+            !after.stdout.contains(SENTINEL),
+            "{format}:\n{}",
+            after.stdout
+        );
+        assert!(
+            after.stdout.contains("redacted"),
+            "{format}:\n{}",
+            after.stdout
+        );
+    }
+}
