@@ -118,6 +118,10 @@ static CHECKPOINT: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("a valid regex")
 });
+static RESUMED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^resumed from the checkpoint: \d+ keys already scanned, (\d+) rows written$")
+        .expect("a valid regex")
+});
 static HEALTH: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"; health (\d{3});").expect("a valid regex"));
 static PROBE: LazyLock<Regex> = LazyLock::new(|| {
@@ -170,8 +174,9 @@ impl StepCharts {
             if text.contains("; health") {
                 self.health.push((t, ok));
             }
-        } else if text.starts_with("resumed from the checkpoint") {
-            self.checkpoint = Some((t, 0));
+        } else if let Some(c) = RESUMED.captures(text) {
+            // The counts go on from the checkpoint; the rate from now.
+            self.checkpoint = Some((t, c[1].parse().unwrap_or_default()));
         }
     }
 
@@ -416,5 +421,44 @@ impl RunReport {
             .flat_map(|(step, c)| c.into_charts(&step))
             .collect();
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_migration_rate_goes_on_from_a_resumed_checkpoint() {
+        let mut c = StepCharts::default();
+        c.sample(
+            2.0,
+            "checkpoint cursor 5 scanned 1000 written 900 unchanged 0 rejected 0",
+            0.0,
+        );
+        c.sample(
+            10.0,
+            "resumed from the checkpoint: 1000 keys already scanned, 900 rows written",
+            0.0,
+        );
+        c.sample(
+            12.0,
+            "checkpoint cursor 9 scanned 2000 written 1900 unchanged 0 rejected 0",
+            0.0,
+        );
+        assert_eq!(c.rows.points, [(2.0, 450.0), (12.0, 500.0)]);
+        c.sample(13.0, "#1 pass (12 ms)", 0.0);
+        c.sample(
+            14.0,
+            "t+1s: containers ok; health 503; 0 line(s) matching /ERROR/",
+            0.0,
+        );
+        c.sample(
+            15.0,
+            "t+2s: containers ok; health: connection refused; 0 line(s) matching /x/",
+            0.0,
+        );
+        assert_eq!(c.health, [(13.0, true), (14.0, false), (15.0, false)]);
+        assert_eq!(c.probe_ms.points, [(13.0, 12.0)]);
     }
 }
