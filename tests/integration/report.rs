@@ -326,3 +326,37 @@ fn the_report_hides_what_the_playbooks_secrets_now_cover() {
         );
     }
 }
+
+#[test]
+fn rollback_leaves_the_runs_report_updated_and_json_names_it_in_a_line() {
+    let p = Project::new();
+    p.write("marker.hbs", "deployed\n").write(
+        "mark.toml",
+        "[playbook]\nname = \"mark\"\n\n[[steps]]\nid = \"marker\"\nkind = \"template\"\ntemplate = \"marker.hbs\"\ndest = \"marker.txt\"\n",
+    );
+    let run = p
+        .run(&["apply", "--yes", "--format", "json", "mark.toml"])
+        .expect(0);
+    let said: serde_json::Value = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["event"] == "report")
+        .unwrap_or_else(|| panic!("a report line:\n{}", run.stdout));
+    let path = said["path"].as_str().unwrap().to_string();
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("status succeeded")
+    );
+
+    let undone = p.run(&["rollback", "--yes"]).expect(0);
+    assert!(
+        undone.stderr.contains(&format!("report: {path}")),
+        "{}",
+        undone.stderr
+    );
+    let page = std::fs::read_to_string(&path).unwrap();
+    assert!(page.contains("class=\"bar rolled-back undo\""), "{page}");
+    assert!(page.contains("id=\"rollback\""), "{page}");
+}
