@@ -231,7 +231,11 @@ impl StepCharts {
                     ..self.probe_ms
                 }]
             };
-            out.push(chart("health checks", "ms", series, self.health));
+            let unit = match series.is_empty() {
+                true => "a mark per probe: green healthy, red not",
+                false => "answer time in ms; a mark per probe: green healthy, red not",
+            };
+            out.push(chart("health checks", unit, series, self.health));
         }
         out
     }
