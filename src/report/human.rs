@@ -50,22 +50,17 @@ impl Human {
     /// A step says how far it is: the bar moves, or, in plain lines, each new tenth is shown.
     fn meter(&mut self, step: &str, line: &str, done: u64, total: u64) {
         if let Some(bar) = &self.spinner {
+            // The step's own words say the rate, the ETA, the bytes.
             if bar.length().is_none() {
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} [{prefix}] {msg} [{bar:30}] {human_pos}/{human_len} ({per_sec}, ETA {eta}) {elapsed}",
-                    )
-                    .expect("a valid template")
-                    .progress_chars("=> "),
+                    ProgressStyle::with_template("{spinner} [{prefix}] [{bar:30}] {msg} {elapsed}")
+                        .expect("a valid template")
+                        .progress_chars("=> "),
                 );
-                bar.set_message(step.to_string());
-                bar.set_length(total);
-                bar.set_position(done);
-                bar.reset_eta();
-            } else {
-                bar.set_length(total);
-                bar.set_position(done);
             }
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(format!("{step}: {line}"));
             return;
         }
         let tenth = done.saturating_mul(10) / total.max(1);

@@ -852,7 +852,10 @@ fn keys_deleted_and_recreated_during_a_run_are_counted_and_an_incremental_run_ca
 fn a_migration_under_a_terminal_draws_a_progress_bar_and_plain_lines_elsewhere() {
     let db = 12;
     seed(db, &["--api-keys", "4000", "--light"]);
-    let bar = regex::Regex::new(r"\[=+>? *\] [\d,]+/[\d,]+ \(").unwrap();
+    let bar = regex::Regex::new(
+        r"\[=+>? *\] migrate: \d+/\d+ keys, \d+ keys/s, ETA .*, [\d.]+ [KM]iB copied",
+    )
+    .unwrap();
     let run = |name: &str, terminal: bool, no_color: bool| {
         let pg = fresh_database(name);
         let p = Project::new();
