@@ -17,6 +17,13 @@ as_postgres() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# The report tests render runner's HTML reports in headless Chromium.
+if ! command -v chromium >/dev/null; then
+  echo "installing chromium" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "installing redis-server" >&2
   apt-get update -qq >/dev/null

@@ -61,6 +61,14 @@ struct Cli {
     /// Do not ask for confirmation before changing anything.
     #[arg(long, short = 'y', global = true)]
     yes: bool,
+
+    /// Show only warnings, failures, the rollback and the outcome of a run.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Also show every line of progress and every sample of the running steps.
+    #[arg(long, short = 'v', global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +116,15 @@ enum Command {
     Status {
         #[arg(long, value_name = "ID")]
         run: Option<String>,
+    },
+    /// The report of the last run (or --run ID) from its journal: --format html (a
+    /// self-contained page) or markdown (for a pull request or an incident).
+    Report {
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -169,6 +186,18 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
         cli.state_dir.display()
     )))?;
     let vars: BTreeMap<String, String> = cli.vars.iter().cloned().collect();
+    if cli.format == Format::Html && !matches!(cli.command, Command::Report { .. }) {
+        return Err(Error::Usage(
+            "--format html is for `runner report`; use human, json or markdown".into(),
+        ));
+    }
+    report::set_verbosity(if cli.quiet {
+        report::Verbosity::Quiet
+    } else if cli.verbose {
+        report::Verbosity::Verbose
+    } else {
+        report::Verbosity::Normal
+    });
     match &cli.command {
         Command::Validate { playbook } => validate(playbook, &vars, cli.format),
         Command::Plan {
@@ -197,6 +226,9 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
             rollback(&cli, run.as_deref(), *force_unlock).await
         }
         Command::Status { run } => status(&cli.state_dir, run.as_deref(), cli.format),
+        Command::Report { run, out } => {
+            show_report(&cli.state_dir, run.as_deref(), out.as_deref(), cli.format)
+        }
     }
 }
 
@@ -220,7 +252,7 @@ fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Res
             "{}",
             serde_json::json!({ "valid": true, "playbook": playbook.path, "name": playbook.name, "steps": playbook.steps.len() })
         ),
-        Format::Human | Format::Markdown => {
+        Format::Human | Format::Markdown | Format::Html => {
             outln!(
                 "`{}` is valid: {} step(s)",
                 playbook.path,
@@ -375,7 +407,7 @@ async fn apply(
             Some("make the plan again with `runner plan --out` and review it".to_string()),
         ));
     }
-    if cli.format != Format::Json {
+    if cli.format != Format::Json && !cli.quiet {
         out!("{}", report::plan(&fresh, cli.format));
     }
     refuse_if_blocked(&fresh)?;
@@ -414,7 +446,9 @@ async fn apply(
         dir: &dir,
         emitter,
     };
-    Ok(exit_for(engine::execute(&mut run, None).await?))
+    let status = engine::execute(&mut run, None).await?;
+    report::leave_report(&dir, &playbook.secrets, cli.format);
+    Ok(exit_for(status))
 }
 
 async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
@@ -478,7 +512,9 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
         dir: &state.dir,
         emitter,
     };
-    Ok(exit_for(engine::execute(&mut run, Some(&state)).await?))
+    let status = engine::execute(&mut run, Some(&state)).await?;
+    report::leave_report(&state.dir, &playbook.secrets, cli.format);
+    Ok(exit_for(status))
 }
 
 async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8> {
@@ -516,6 +552,7 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
         status,
         duration_ms: started.elapsed().as_millis() as u64,
     })?;
+    report::leave_report(&state.dir, &run_secrets(&state), cli.format);
     Ok(if ok {
         exit_code::SUCCESS
     } else {
@@ -624,6 +661,30 @@ fn status(state_dir: &Path, id: Option<&str>, format: Format) -> Result<u8> {
             _ => continue,
         };
         outln!("  {}  {line}", record.at);
+    }
+    Ok(exit_code::SUCCESS)
+}
+
+/// The secrets of a run's playbook, when they can still be resolved (else none: its journal is
+/// redacted already).
+fn run_secrets(state: &RunState) -> crate::secrets::Secrets {
+    let h = &state.header;
+    playbook::load(&h.playbook, &h.vars, Some(&h.run))
+        .map_or_else(|_| Default::default(), |p| p.secrets)
+}
+
+fn show_report(
+    state_dir: &Path,
+    id: Option<&str>,
+    out: Option<&Path>,
+    format: Format,
+) -> Result<u8> {
+    let state = pick_run(state_dir, id)?;
+    let text = report::run_report(&state, &run_secrets(&state), format)?;
+    match out {
+        Some(path) => std::fs::write(path, text)
+            .map_err(Error::io(format!("cannot write `{}`", path.display())))?,
+        None => out!("{text}"),
     }
     Ok(exit_code::SUCCESS)
 }

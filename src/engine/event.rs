@@ -30,6 +30,9 @@ pub(crate) enum Event {
     StepProgress {
         step: String,
         line: String,
+        /// How far the step is, done of total, when it knows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        meter: Option<(u64, u64)>,
     },
     /// One observation of a polling step (journaled, unlike progress).
     StepSample {

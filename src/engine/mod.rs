@@ -343,6 +343,12 @@ fn note_event(step: &Step, note: Note) -> Event {
         Note::Line(line) => Event::StepProgress {
             step: step.id.clone(),
             line,
+            meter: None,
+        },
+        Note::Meter { done, total, line } => Event::StepProgress {
+            step: step.id.clone(),
+            line,
+            meter: Some((done, total)),
         },
         Note::Warning(message) => Event::Warning {
             message: format!("step `{}`: {message}", step.id),

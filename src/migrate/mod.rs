@@ -158,14 +158,16 @@ impl Migrate {
         let (sender, mut previous) = oneshot::channel();
         sender.send(at.clone()).ok();
         let mut writing = FuturesOrdered::new();
-        let mut in_flight: VecDeque<HashSet<String>> = VecDeque::new();
+        // The keys of each page being written, and its COPY bytes.
+        let mut in_flight: VecDeque<(HashSet<String>, u64)> = VecDeque::new();
+        let mut copied = 0u64;
         let mut ready: Option<Page> = None;
         let mut reading =
             (!at.done).then(|| Box::pin(self.read_page(conn.clone(), at.cursor, cx.run_id)));
         loop {
             if let Some(page) = ready.take() {
                 let keys = page.keys();
-                if idle.is_empty() || in_flight.iter().any(|k| !k.is_disjoint(&keys)) {
+                if idle.is_empty() || in_flight.iter().any(|(k, _)| !k.is_disjoint(&keys)) {
                     ready = Some(page);
                 } else {
                     if page.next != 0 {
@@ -175,7 +177,8 @@ impl Migrate {
                     let (sender, receiver) = oneshot::channel();
                     let before = std::mem::replace(&mut previous, receiver);
                     let loader = idle.pop().expect("checked above");
-                    in_flight.push_back(keys);
+                    let bytes = page.batches.values().map(|b| b.text.len() as u64).sum();
+                    in_flight.push_back((keys, bytes));
                     writing.push_back(self.write_page(loader, page, before, sender));
                 }
             }
@@ -185,11 +188,11 @@ impl Migrate {
             tokio::select! {
                 Some((loader, written)) = writing.next(), if !writing.is_empty() => {
                     idle.push(loader);
-                    in_flight.pop_front();
+                    copied += in_flight.pop_front().map_or(0, |(_, bytes)| bytes);
                     let (checkpoint, reject) = written?;
                     at = checkpoint;
                     last_reject = reject.or(last_reject);
-                    self.progress(cx, &at, total, scanned_before, started);
+                    self.progress(cx, &at, total, (scanned_before, started), copied);
                     if at.counts.rejected > self.max_rejects {
                         let (key, reason) = last_reject.unwrap_or_default();
                         idle[0].finish("failed").await?;
@@ -240,8 +243,8 @@ impl Migrate {
         cx: &StepCx<'_>,
         at: &Checkpoint,
         total: u64,
-        scanned_before: u64,
-        started: Instant,
+        (scanned_before, started): (u64, Instant),
+        copied: u64,
     ) {
         cx.record(format!(
             "checkpoint cursor {} scanned {} written {} unchanged {} rejected {}",
@@ -254,13 +257,18 @@ impl Migrate {
         let rate = (at.counts.scanned - scanned_before) as f64
             / started.elapsed().as_secs_f64().max(0.001);
         let left = total.saturating_sub(at.counts.scanned) as f64 / rate.max(1.0);
-        cx.say(format!(
-            "{}/{} keys, {:.0} keys/s, ETA {}",
+        cx.meter(
             at.counts.scanned,
             total,
-            rate,
-            humantime::format_duration(Duration::from_secs(left as u64))
-        ));
+            format!(
+                "{}/{} keys, {:.0} keys/s, ETA {}, {} copied",
+                at.counts.scanned,
+                total,
+                rate,
+                humantime::format_duration(Duration::from_secs(left as u64)),
+                indicatif::HumanBytes(copied)
+            ),
+        );
     }
 
     /// One SCAN page, read and converted into COPY lines for run `run`.

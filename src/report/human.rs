@@ -1,27 +1,72 @@
-//! Text for a terminal: a line per step with status and duration, a spinner while a step runs,
-//! and a summary table at the end.
+//! Text for a terminal: a line per step with status and duration, a spinner while a step runs
+//! (a progress bar once it says how far it is), and a summary table at the end. Without a
+//! terminal, or with `NO_COLOR`, plain lines only: a long step's progress every tenth of it.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
-use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Summary, duration};
+use super::{Row, Summary, Verbosity, duration, verbosity};
 use crate::engine::Event;
 use crate::plan::Plan;
 
+/// The summary table's width when the terminal's is unknown (a pipe, a file).
+const PLAIN_WIDTH: u16 = 120;
+/// A terminal narrower than this is taken as one whose width is unknown.
+const MIN_WIDTH: u16 = 40;
+
 pub(crate) struct Human {
+    /// Spinners and bars are drawn (on a terminal, without `NO_COLOR`, not `--quiet`).
+    live: bool,
+    verbosity: Verbosity,
     spinner: Option<ProgressBar>,
+    /// The last tenth of the running step's progress shown as a plain line.
+    tenth: Option<u64>,
     total: usize,
     summary: Summary,
 }
 
 impl Human {
     pub(crate) fn new() -> Self {
+        let verbosity = verbosity();
         Human {
+            live: std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && verbosity != Verbosity::Quiet,
+            verbosity,
             spinner: None,
+            tenth: None,
             total: 0,
             summary: Summary::default(),
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        self.verbosity == Verbosity::Quiet
+    }
+
+    /// A step says how far it is: the bar moves, or, in plain lines, each new tenth is shown.
+    fn meter(&mut self, step: &str, line: &str, done: u64, total: u64) {
+        if let Some(bar) = &self.spinner {
+            // The step's own words say the rate, the ETA, the bytes.
+            if bar.length().is_none() {
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} [{prefix}] [{bar:30}] {msg} {elapsed}")
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                );
+            }
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(format!("{step}: {line}"));
+            return;
+        }
+        let tenth = done.saturating_mul(10) / total.max(1);
+        if !self.quiet() && self.verbosity != Verbosity::Verbose && self.tenth < Some(tenth) {
+            self.tenth = Some(tenth);
+            self.line(format!("  {step}: {line}"));
         }
     }
 
@@ -50,6 +95,9 @@ impl Human {
                 resumed,
             } => {
                 self.total = *steps;
+                if self.quiet() {
+                    return;
+                }
                 let verb = if *resumed { "resuming" } else { "applying" };
                 self.line(format!(
                     "{verb} `{playbook}` (phase {phase}), run {run_id}, {steps} step(s)"
@@ -62,6 +110,10 @@ impl Human {
                 attempt,
             } => {
                 self.stop_spinner();
+                self.tenth = None;
+                if !self.live {
+                    return;
+                }
                 let again = if *attempt > 1 {
                     format!(" (attempt {attempt})")
                 } else {
@@ -77,8 +129,21 @@ impl Human {
                 spinner.enable_steady_tick(Duration::from_millis(100));
                 self.spinner = Some(spinner);
             }
-            Event::StepProgress { step, line } | Event::StepSample { step, sample: line } => {
-                if let Some(s) = &self.spinner {
+            Event::StepProgress {
+                step,
+                line,
+                meter: Some((done, total)),
+            } => {
+                if self.verbosity == Verbosity::Verbose {
+                    self.line(format!("  {step}: {line}"));
+                }
+                self.meter(step, line, *done, *total);
+            }
+            Event::StepProgress { step, line, .. } | Event::StepSample { step, sample: line } => {
+                if self.verbosity == Verbosity::Verbose {
+                    self.line(format!("  {step}: {line}"));
+                }
+                if let Some(s) = self.spinner.as_ref().filter(|s| s.length().is_none()) {
                     let line: String = line.chars().take(80).collect();
                     s.set_message(format!("{step}: {line}"));
                 }
@@ -90,12 +155,17 @@ impl Human {
                 ..
             } => {
                 self.stop_spinner();
+                if self.quiet() {
+                    return;
+                }
                 self.line(format!(
                     "  ok      {step}  {summary}  ({})",
                     duration(*duration_ms)
                 ));
             }
-            Event::StepSkipped { step, reason } => self.line(format!("  skip    {step}  {reason}")),
+            Event::StepSkipped { step, reason } if !self.quiet() => {
+                self.line(format!("  skip    {step}  {reason}"))
+            }
             Event::StepFailed {
                 step,
                 duration_ms,
@@ -128,31 +198,45 @@ impl Human {
                 duration_ms,
             } => {
                 self.stop_spinner();
-                let mut table = Table::new();
-                table
-                    .load_preset(UTF8_FULL_CONDENSED)
-                    .set_header(["step", "kind", "status", "duration", "note"]);
-                for row in &self.summary.rows {
-                    let note: String = row.note.chars().take(60).collect();
-                    table.add_row([
-                        row.step.clone(),
-                        row.kind.clone(),
-                        row.status.to_string(),
-                        duration(row.duration_ms),
-                        note,
-                    ]);
+                if !self.quiet() {
+                    self.line(table(&self.summary.rows, None));
                 }
-                self.line(table.to_string());
                 self.line(format!(
                     "run {} in {}",
                     status.as_str(),
                     duration(*duration_ms)
                 ));
             }
-            Event::StepPrepared { .. } | Event::ChildStarted { .. } | Event::ChildExited { .. } => {
-            }
+            Event::StepSkipped { .. }
+            | Event::StepPrepared { .. }
+            | Event::ChildStarted { .. }
+            | Event::ChildExited { .. } => {}
         }
     }
+}
+
+/// The summary of a run: long notes are wrapped to the terminal's width (or `width`), never cut.
+fn table(rows: &[Row], width: Option<u16>) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["step", "kind", "status", "duration", "note"]);
+    // A pseudo-terminal without a size (`script` under a pipe) says it is 0 columns wide.
+    let width = width
+        .or(table.width().filter(|w| *w >= MIN_WIDTH))
+        .unwrap_or(PLAIN_WIDTH);
+    table.set_width(width);
+    for row in rows {
+        table.add_row([
+            row.step.clone(),
+            row.kind.clone(),
+            row.status.to_string(),
+            duration(row.duration_ms),
+            row.note.clone(),
+        ]);
+    }
+    table.to_string()
 }
 
 /// A plan as text.
@@ -191,4 +275,42 @@ pub(crate) fn plan(plan: &Plan) -> String {
     }
     out.push_str(&format!("\nplan hash {}\n", plan.hash));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_note_is_wrapped_whole_in_the_summary() {
+        let note = "runner.app_password is not set: give it in the sql step's settings; the role gets no password — ünïcödé 🚀 too";
+        let rows = [Row {
+            step: "app-role".into(),
+            kind: "sql".into(),
+            status: "ok",
+            duration_ms: 1200,
+            note: note.into(),
+        }];
+        for width in [60, 100] {
+            let text = table(&rows, Some(width));
+            assert!(
+                text.lines()
+                    .all(|l| l.chars().count() <= usize::from(width)),
+                "fits in {width}:\n{text}"
+            );
+            // The note, read back from its column line by line (a word longer than the column
+            // is split), is all there.
+            let column: String = text
+                .lines()
+                .filter(|l| l.contains('┆'))
+                .filter_map(|l| l.rsplit('┆').next())
+                .skip(1)
+                .collect::<String>()
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '│')
+                .collect();
+            let whole: String = note.chars().filter(|c| !c.is_whitespace()).collect();
+            assert_eq!(column, whole, "{text}");
+        }
+    }
 }

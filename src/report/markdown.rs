@@ -1,5 +1,6 @@
 //! Markdown: the plan as a pull-request comment, and a run's summary as a table.
 
+use super::run::RunReport;
 use super::{Summary, duration};
 use crate::engine::Event;
 use crate::plan::Plan;
@@ -89,5 +90,65 @@ pub(crate) fn plan(plan: &Plan) -> String {
         ));
     }
     out.push_str(&format!("\nPlan hash: `{}`\n", plan.hash));
+    out
+}
+
+/// A run's report for a pull request or an incident: the steps, the rollback, the checks, the
+/// figures and every warning.
+pub(super) fn run(report: &RunReport) -> String {
+    let mut out = format!(
+        "### runner report: `{}` (phase `{}`), run {}: {} in {}\n\n",
+        cell(&report.playbook),
+        cell(&report.phase),
+        report.id,
+        report.status,
+        duration((report.span * 1000.0) as u64)
+    );
+    out.push_str("| step | kind | outcome | duration | note |\n|---|---|---|---|---|\n");
+    for s in &report.steps {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            s.id,
+            s.kind,
+            s.outcome,
+            duration(s.duration_ms),
+            cell(&s.note)
+        ));
+    }
+    if !report.rollback.is_empty() {
+        out.push_str("\n#### Rollback\n\n");
+        for (step, ok, summary) in &report.rollback {
+            let how = if *ok { "undone" } else { "**rollback failed**" };
+            out.push_str(&format!("- `{step}`: {how}: {}\n", cell(summary)));
+        }
+    }
+    if !report.checks.is_empty() {
+        out.push_str("\n#### Checks\n\n| step | check | value | threshold | verdict |\n|---|---|---|---|---|\n");
+        for c in &report.checks {
+            out.push_str(&format!(
+                "| `{}` | `{}` | {} | {} | {} |\n",
+                c.step,
+                c.name,
+                cell(&c.value),
+                cell(&c.threshold),
+                c.verdict
+            ));
+        }
+    }
+    if !report.figures.is_empty() {
+        out.push_str("\n#### Figures\n");
+        for (step, lines) in &report.figures {
+            out.push_str(&format!("\n`{step}`:\n\n"));
+            for (name, value) in lines {
+                out.push_str(&format!("- `{name}`: {}\n", cell(value)));
+            }
+        }
+    }
+    if !report.warnings.is_empty() {
+        out.push_str("\n#### Warnings\n\n");
+        for w in &report.warnings {
+            out.push_str(&format!("- {}\n", cell(w)));
+        }
+    }
     out
 }

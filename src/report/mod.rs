@@ -1,13 +1,19 @@
 //! Reporters: turn engine events and plans into human text, JSON Lines or Markdown.
 
+mod html;
 mod human;
 mod markdown;
+mod run;
+
+use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
 use crate::engine::Event;
-use crate::journal::Record;
+use crate::error::{Error, Result};
+use crate::journal::{Record, RunState};
 use crate::plan::Plan;
+use crate::secrets::Secrets;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -18,6 +24,30 @@ pub(crate) enum Format {
     Json,
     /// Markdown, e.g. for a pull-request comment.
     Markdown,
+    /// A self-contained HTML page (`runner report` only).
+    Html,
+}
+
+/// How much of a run a terminal shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Verbosity {
+    /// Warnings, failures, the rollback and the outcome.
+    Quiet,
+    #[default]
+    Normal,
+    /// Also every line of progress and every sample.
+    Verbose,
+}
+
+static VERBOSITY: std::sync::OnceLock<Verbosity> = std::sync::OnceLock::new();
+
+/// Sets, once for the process (from `--quiet` / `-v`), how much a run shows.
+pub(crate) fn set_verbosity(verbosity: Verbosity) {
+    let _ = VERBOSITY.set(verbosity);
+}
+
+fn verbosity() -> Verbosity {
+    VERBOSITY.get().copied().unwrap_or_default()
 }
 
 /// Where a run's events go for the operator to see.
@@ -30,7 +60,7 @@ pub(crate) enum Reporter {
 impl Reporter {
     pub(crate) fn new(format: Format) -> Self {
         match format {
-            Format::Human => Reporter::Human(human::Human::new()),
+            Format::Human | Format::Html => Reporter::Human(human::Human::new()),
             Format::Json => Reporter::Json,
             Format::Markdown => Reporter::Markdown(markdown::Markdown::default()),
         }
@@ -73,9 +103,45 @@ impl Reporter {
 /// A plan in the given format.
 pub(crate) fn plan(plan: &Plan, format: Format) -> String {
     match format {
-        Format::Human => human::plan(plan),
+        Format::Human | Format::Html => human::plan(plan),
         Format::Json => plan.to_json(),
         Format::Markdown => markdown::plan(plan),
+    }
+}
+
+/// A run's report from its journal, each record passed through `secrets` (the journal is
+/// redacted already; this also hides secrets a later run knows of): an HTML page, or Markdown
+/// (which reads well in a terminal too).
+pub(crate) fn run_report(state: &RunState, secrets: &Secrets, format: Format) -> Result<String> {
+    let report = run::RunReport::new(state, secrets);
+    match format {
+        Format::Html => Ok(html::run(&report)),
+        Format::Markdown | Format::Human => Ok(markdown::run(&report)),
+        Format::Json => Err(Error::Usage(
+            "a report is html or markdown: the journal itself is the JSON".into(),
+        )),
+    }
+}
+
+/// The file where each run leaves its HTML report.
+pub(crate) const REPORT_FILE: &str = "report.html";
+
+/// Writes the HTML report of the run in `dir` as `dir/report.html`, once the run is over, and
+/// says where it is. A report that cannot be written is a warning: the run's outcome stands.
+pub(crate) fn leave_report(dir: &Path, secrets: &Secrets, format: Format) {
+    let written = RunState::read(dir).and_then(|state| {
+        let path: PathBuf = dir.join(REPORT_FILE);
+        let page = run_report(&state, secrets, Format::Html)?;
+        crate::steps::files::write_atomic(&path, page.as_bytes(), Some(0o600), 0o600)
+            .map_err(Error::io(format!("cannot write `{}`", path.display())))?;
+        Ok(path)
+    });
+    match (written, format) {
+        (Ok(path), Format::Json) => {
+            outln!("{}", serde_json::json!({ "event": "report", "path": path }))
+        }
+        (Ok(path), _) => errln!("report: {}", path.display()),
+        (Err(e), _) => errln!("warning: no report for this run: {e}"),
     }
 }
 

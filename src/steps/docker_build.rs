@@ -166,10 +166,10 @@ impl DockerBuild {
             }
             for line in info.stream.iter().flat_map(|s| s.lines()) {
                 let line = line.trim_end();
-                if line.starts_with("Step ") {
+                if let Some((done, total)) = build_step(line) {
                     step = format!("`{line}`");
-                }
-                if !line.is_empty() {
+                    cx.meter(done, total, line.to_string());
+                } else if !line.is_empty() {
                     cx.say(line.to_string());
                 }
             }
@@ -297,6 +297,16 @@ fn ignore_rules(dir: &Path) -> std::io::Result<Gitignore> {
     builder.build().map_err(std::io::Error::other)
 }
 
+/// The builder's `Step 3/7 : RUN ...` line: step 3 of 7.
+fn build_step(line: &str) -> Option<(u64, u64)> {
+    let (done, total) = line
+        .strip_prefix("Step ")?
+        .split_once(' ')?
+        .0
+        .split_once('/')?;
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +364,15 @@ mod tests {
                 "src/app.js"
             ]
         );
+    }
+
+    #[test]
+    fn build_steps_are_read_from_the_builders_lines() {
+        assert_eq!(
+            super::build_step("Step 3/7 : RUN apt-get update"),
+            Some((3, 7))
+        );
+        assert_eq!(super::build_step("Step x/7 : RUN"), None);
+        assert_eq!(super::build_step(" ---> Running in 1f2e"), None);
     }
 }

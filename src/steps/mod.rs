@@ -167,6 +167,9 @@ impl From<String> for Done {
 pub(crate) enum Note {
     /// A line of progress (shown, never journaled).
     Line(String),
+    /// How far a long piece of work is, `done` of `total` (a progress bar), and the same in
+    /// words (shown, never journaled).
+    Meter { done: u64, total: u64, line: String },
     /// Something the operator must know (journaled).
     Warning(String),
     /// One observation of a polling step (journaled).
@@ -203,6 +206,10 @@ impl StepCx<'_> {
 
     pub(crate) fn say(&self, line: impl Into<String>) {
         let _ = self.progress.send(Note::Line(line.into()));
+    }
+
+    pub(crate) fn meter(&self, done: u64, total: u64, line: String) {
+        let _ = self.progress.send(Note::Meter { done, total, line });
     }
 
     pub(crate) fn warn(&self, message: String) {

@@ -245,6 +245,14 @@ impl Monitor {
             // The last look is at the window's end, so the traffic gate beside this loop
             // watches for all of it.
             let left = self.window.saturating_sub(started.elapsed());
+            cx.meter(
+                started.elapsed().as_secs().min(self.window.as_secs()),
+                self.window.as_secs(),
+                format!(
+                    "watched {elapsed}s of {}",
+                    humantime::format_duration(self.window)
+                ),
+            );
             if left.is_zero() {
                 break errors;
             }

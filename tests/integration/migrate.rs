@@ -847,3 +847,68 @@ fn keys_deleted_and_recreated_during_a_run_are_counted_and_an_incremental_run_ca
         "every API key has its TTL of a year"
     );
 }
+
+#[test]
+fn a_migration_under_a_terminal_draws_a_progress_bar_and_plain_lines_elsewhere() {
+    let db = 12;
+    seed(db, &["--api-keys", "4000", "--light"]);
+    let bar = regex::Regex::new(
+        r"\[=+>? *\] migrate: \d+/\d+ keys, \d+ keys/s, ETA .*, [\d.]+ [KM]iB copied",
+    )
+    .unwrap();
+    let run = |name: &str, terminal: bool, no_color: bool| {
+        let pg = fresh_database(name);
+        let p = Project::new();
+        p.write("migrate.toml", &playbook(db, &pg, "batch_size = 100"));
+        let runner = env!("CARGO_BIN_EXE_runner");
+        let mut command = if terminal {
+            // util-linux's `script` runs it on a pseudo-terminal and copies what it drew.
+            let mut c = Command::new("script");
+            c.args([
+                "-qec",
+                &format!("{runner} apply --yes migrate.toml"),
+                "/dev/null",
+            ]);
+            c
+        } else {
+            let mut c = Command::new(runner);
+            c.args(["apply", "--yes", "migrate.toml"]);
+            c
+        };
+        command
+            .current_dir(p.path())
+            .env_remove("NO_COLOR")
+            .env_remove("RUNNER_STATE_DIR")
+            .stdin(std::process::Stdio::null());
+        if no_color {
+            command.env("NO_COLOR", "1");
+        }
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("run succeeded"), "{text}");
+        text
+    };
+    let drawn = run("bar", true, false);
+    assert!(bar.is_match(&drawn), "a progress bar is drawn:\n{drawn:?}");
+    assert!(drawn.contains('\x1b'), "redrawn in place:\n{drawn:?}");
+
+    for (name, terminal, no_color) in [("nocolor", true, true), ("piped", false, false)] {
+        let text = run(name, terminal, no_color);
+        // A terminal ends lines with \r\n; nothing else moves the cursor.
+        let plain = text.replace("\r\n", "\n");
+        assert!(
+            !plain.contains('\r') && !plain.contains('\x1b') && !bar.is_match(&plain),
+            "{name}: plain lines:\n{text:?}"
+        );
+        let tenths = plain
+            .lines()
+            .filter(|l| l.starts_with("  migrate: ") && l.contains(" keys/s, ETA "))
+            .count();
+        assert!(
+            (2..=11).contains(&tenths),
+            "{name}: a line per tenth, got {tenths}:\n{plain}"
+        );
+    }
+}

@@ -402,6 +402,17 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     child.wait().unwrap();
     ph.run(&["resume", "--yes"]).expect(0);
     assert!(ph.p.journals().contains("resumed from the checkpoint"));
+    // The resumed run's report (the page the resume left): its timeline, the migration's rate,
+    // the monitor's health probes.
+    let page = ph.run(&["report", "--format", "html"]).expect(0).stdout;
+    for shown in [
+        "<svg id=\"timeline\"",
+        "aria-label=\"migration rate\"",
+        "aria-label=\"health checks\"",
+        "aria-label=\"real-traffic latency\"",
+    ] {
+        assert!(page.contains(shown), "{shown}:\n{page}");
+    }
     let health = get_json(ph.lb, "/health");
     assert_eq!(
         (health["instance"].as_str(), health["reads"].as_str()),

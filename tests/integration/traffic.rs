@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::support::Project;
 
 /// Appends requests to an access log while it lives, as nginx would log them.
-struct Clients {
+pub(crate) struct Clients {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     started: Instant,
@@ -42,7 +42,7 @@ fn line(time: f64, status: u16, seconds: f64) -> String {
 
 /// `per_second` requests a second; the n-th, `elapsed` after the start, answers
 /// `answer(elapsed, n)`: its status and request time in seconds.
-fn clients(
+pub(crate) fn clients(
     path: PathBuf,
     per_second: u32,
     answer: impl Fn(Duration, u64) -> (u16, f64) + Send + 'static,
@@ -109,7 +109,7 @@ traffic = {{ access_log = "logs/lb/access.log", window = "5s", interval = "500ms
     file
 }
 
-fn access_log(p: &Project) -> PathBuf {
+pub(crate) fn access_log(p: &Project) -> PathBuf {
     std::fs::create_dir_all(p.file("logs/lb")).unwrap();
     p.file("logs/lb/access.log")
 }
