@@ -138,4 +138,11 @@ fn a_malformed_secrets_env_file_names_the_line_never_its_text() {
     // Read as Compose reads it: an unquoted value with spaces is fine.
     p.write("secrets.env", "TOKEN=a long token with spaces # comment\n");
     p.run(&["validate", "pb.toml"]).expect(0);
+    // A `$NAME` in an unquoted value is expanded, as Compose does: said, never silent.
+    p.write("secrets.env", "TOKEN=token-$NOT_SET-tail\n");
+    let run = p.run(&["validate", "pb.toml"]).expect(0);
+    assert_eq!(
+        run.stderr,
+        "warning: secrets file `secrets.env`: line 1: The \"NOT_SET\" variable is not set. Defaulting to a blank string.\n"
+    );
 }
