@@ -10,10 +10,12 @@ use std::sync::LazyLock;
 use regex::{Captures, Regex};
 use serde_yaml::Value;
 
-/// compose-go's `DefaultPattern`, verbatim: Rust's `regex` has Go's leftmost-first semantics.
+/// compose-go's `DefaultPattern`, but for a lazy `(.*?)`: it finds the same references (Rust's
+/// `regex` has Go's leftmost-first semantics); where a braced one ends is worked out as
+/// compose-go does, in [`replace`].
 static PATTERN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"\$(?i:(?P<escaped>\$)|(?P<named>[_a-z][_a-z0-9]*)|\{(?:(?P<braced>[_a-z][_a-z0-9]*(?::?[-+?](.*))?)\}|(?P<invalid>)))",
+        r"\$(?i:(?P<escaped>\$)|(?P<named>[_a-z][_a-z0-9]*)|\{(?:(?P<braced>[_a-z][_a-z0-9]*(?::?[-+?](.*?))?)\}|(?P<invalid>)))",
     )
     .expect("the pattern is valid")
 });
@@ -27,12 +29,19 @@ pub(crate) enum Error {
     Invalid { template: String },
     /// `${VAR:?reason}` or `${VAR?reason}` with VAR missing.
     Missing { variable: String, reason: String },
+    /// Defaults nested deeper than [`MAX_DEPTH`] (compose-go has no bound; a bound keeps a
+    /// hostile file from exhausting the stack).
+    TooDeep,
 }
+
+/// How deep defaults may nest: far beyond any real file.
+const MAX_DEPTH: usize = 64;
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Invalid { template } => write!(f, "Invalid template: {template:?}"),
+            Error::TooDeep => write!(f, "defaults nested more than {MAX_DEPTH} deep"),
             Error::Missing { variable, reason } if reason.is_empty() => {
                 write!(f, "required variable {variable} is missing a value")
             }
@@ -53,10 +62,27 @@ pub(crate) fn substitute(
     lookup: Lookup<'_>,
     warnings: &mut Vec<String>,
 ) -> Result<String, Error> {
+    nested(template, lookup, warnings, 0)
+}
+
+fn nested(
+    template: &str,
+    lookup: Lookup<'_>,
+    warnings: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, Error> {
+    if depth > MAX_DEPTH {
+        return Err(Error::TooDeep);
+    }
     let mut first_error = None;
-    let result = PATTERN.replace_all(template, |caps: &Captures<'_>| {
-        match replace(&caps[0], lookup, warnings) {
-            Ok(value) => value,
+    let mut out = String::with_capacity(template.len());
+    let mut at = 0;
+    while let Some(caps) = PATTERN.captures_at(template, at) {
+        let start = caps.get(0).expect("the whole match").start();
+        out.push_str(&template[at..start]);
+        let (replaced, end) = replace(template, &caps, lookup, warnings, depth);
+        match replaced {
+            Ok(value) => out.push_str(&value),
             Err(mut e) => {
                 if let Error::Invalid { template: t } = &mut e
                     && t.is_empty()
@@ -64,45 +90,62 @@ pub(crate) fn substitute(
                     *t = template.to_string();
                 }
                 first_error.get_or_insert(e);
-                String::new()
             }
         }
-    });
+        at = end;
+    }
+    out.push_str(&template[at..]);
     match first_error {
         Some(e) => Err(e),
-        None => Ok(result.into_owned()),
+        None => Ok(out),
     }
 }
 
-/// compose-go's `DefaultReplacementAppliedFunc` for one match of the pattern.
-fn replace(matched: &str, lookup: Lookup<'_>, warnings: &mut Vec<String>) -> Result<String, Error> {
-    let operator = operator(matched);
-    let (substring, rest) = match first_closing_brace(matched) {
-        Some(i) => (&matched[..=i], &matched[i + 1..]),
-        None => (matched, ""),
-    };
-    let caps = PATTERN
-        .captures(substring)
-        .expect("a match cut at its closing brace still matches");
+/// compose-go's `DefaultReplacementAppliedFunc` for one reference, and where it ends. There,
+/// a braced reference's greedy `(.*)` runs to the last `}` of the line, the match is cut at the
+/// brace that closes its `${`, and the rest is substituted on its own: the same as going on
+/// from that brace (no reference can reach past the last `}` of a line), which keeps the work
+/// linear and the stack flat however many references a line holds.
+fn replace(
+    template: &str,
+    caps: &Captures<'_>,
+    lookup: Lookup<'_>,
+    warnings: &mut Vec<String>,
+    depth: usize,
+) -> (Result<String, Error>, usize) {
+    let whole = caps.get(0).expect("the whole match");
     if caps.name("escaped").is_some() {
-        return Ok("$".into());
+        return (Ok("$".into()), whole.end());
     }
-    let (name, braced) = match (caps.name("named"), caps.name("braced")) {
-        (Some(n), _) => (n.as_str(), false),
-        (None, Some(b)) => (b.as_str(), true),
-        _ => {
-            return Err(Error::Invalid {
-                template: String::new(),
-            });
-        }
+    if let Some(name) = caps.name("named") {
+        return (Ok(plain(name.as_str(), lookup, warnings)), whole.end());
+    }
+    if caps.name("braced").is_none() {
+        let invalid = Error::Invalid {
+            template: String::new(),
+        };
+        return (Err(invalid), whole.end());
+    }
+    let line = &template[whole.start()..];
+    let end = first_closing_brace(line)
+        .or_else(|| line[..line.find('\n').unwrap_or(line.len())].rfind('}'))
+        .expect("a braced reference ends with a brace");
+    let substring = &line[..=end];
+    let expr = &substring[2..end];
+    let value = match apply(operator(substring), expr, lookup, warnings, depth + 1) {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Ok(plain(expr, lookup, warnings)),
+        Err(e) => Err(e),
     };
-    if braced && let Some(value) = apply(operator, name, lookup, warnings)? {
-        return Ok(value + &substitute(rest, lookup, warnings)?);
-    }
-    Ok(lookup(name).unwrap_or_else(|| {
+    (value, whole.start() + end + 1)
+}
+
+/// A reference without an operator: its value, or "" with compose's warning.
+fn plain(name: &str, lookup: Lookup<'_>, warnings: &mut Vec<String>) -> String {
+    lookup(name).unwrap_or_else(|| {
         warnings.push(not_set(name));
         String::new()
-    }))
+    })
 }
 
 /// Compose's warning for a variable that is not set.
@@ -122,12 +165,13 @@ fn operator(text: &str) -> &'static str {
         .map_or(OPERATORS[0], |(_, op)| op)
 }
 
-/// The index of the `}` that closes the first `{` (compose-go skips the character after a `{`).
+/// The index of the `}` that closes the first `{` on the first line (compose-go skips the
+/// character after a `{`).
 fn first_closing_brace(s: &str) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut open = 0i32;
     let mut i = 0;
-    while i < bytes.len() {
+    while i < bytes.len() && bytes[i] != b'\n' {
         if bytes[i] == b'}' {
             open -= 1;
             if open == 0 {
@@ -136,6 +180,10 @@ fn first_closing_brace(s: &str) -> Option<usize> {
         }
         if bytes[i] == b'{' {
             open += 1;
+            // The skipped character is never the line break: a reference ends on its line.
+            if bytes.get(i + 1) == Some(&b'\n') {
+                return None;
+            }
             i += 1;
         }
         i += 1;
@@ -149,20 +197,22 @@ fn apply(
     expr: &str,
     lookup: Lookup<'_>,
     warnings: &mut Vec<String>,
+    depth: usize,
 ) -> Result<Option<String>, Error> {
-    let Some((name, word)) = expr.split_once(operator) else {
+    let mut word = |w: &str| nested(w, lookup, warnings, depth);
+    let Some((name, default)) = expr.split_once(operator) else {
         return Ok(None);
     };
     let value = lookup(name);
     let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
     let colon = operator.starts_with(':');
     let value = match operator.trim_start_matches(':') {
-        "-" if value.is_none() || (colon && !non_empty) => substitute(word, lookup, warnings)?,
-        "+" if value.is_some() && (!colon || non_empty) => substitute(word, lookup, warnings)?,
+        "-" if value.is_none() || (colon && !non_empty) => word(default)?,
+        "+" if value.is_some() && (!colon || non_empty) => word(default)?,
         "?" if value.is_none() || (colon && !non_empty) => {
             return Err(Error::Missing {
                 variable: name.to_string(),
-                reason: substitute(word, lookup, warnings)?,
+                reason: word(default)?,
             });
         }
         _ => value.unwrap_or_default(),

@@ -392,8 +392,14 @@ fn hostile_templates_neither_panic_nor_change_plain_text() {
     }
     assert_eq!(ok("🚀 cost $5 ü"), "🚀 cost $5 ü");
     assert_eq!(ok("${UNSET:-🚀}"), "🚀");
-    let deep = format!("{}x{}", "${A:-".repeat(200), "}".repeat(200));
-    assert_eq!(ok(&deep), "x");
+    let deep = |n: usize| format!("{}x{}", "${A:-".repeat(n), "}".repeat(n));
+    assert_eq!(ok(&deep(60)), "x");
+    assert_eq!(run(&deep(10_000)).0, Err(Error::TooDeep));
+    // A reference ends on its line (compose-go's match does not cross a line break).
+    assert_eq!(ok("${A:-{x} {\n}}"), "{x {\n}}");
+    // Many references on one line are not nesting.
+    let many = "${A:-a} ".repeat(10_000);
+    assert_eq!(ok(&many), "a ".repeat(10_000));
 }
 
 #[test]

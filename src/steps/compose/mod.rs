@@ -119,24 +119,13 @@ impl Compose {
             return;
         };
         let dotenv = cx.planned_file(&self.env_file);
-        let mut warnings = Vec::new();
-        let problem =
-            |cx: &Checker<'_>, name: &str, text: &str, at: Range<usize>, message: String| {
-                let (line, column) = line_column(text, at.start);
-                if cx.holds_secret(text) {
-                    return Problem::bare(format!(
-                        "`{name}`, line {line}, column {column}: {}",
-                        cx.redact(&message)
-                    ));
-                }
-                Source::new(name, text).problem(at, message, "here")
-            };
-        let vars = match self.vars(dotenv.as_deref(), &mut warnings) {
+        // Its warnings come again with the project's, below.
+        let vars = match self.vars(dotenv.as_deref(), &mut Vec::new()) {
             Ok(vars) => vars,
             Err(e) => {
                 let dotenv = dotenv.unwrap_or_default();
                 let at = point(&dotenv, e.offset);
-                let p = problem(
+                let p = pointed(
                     cx,
                     &self.env_file,
                     &dotenv,
@@ -153,7 +142,7 @@ impl Compose {
                     .location()
                     .map_or(0, |l| offset(&text, l.line(), l.column()));
                 let at = point(&text, at);
-                let p = problem(
+                let p = pointed(
                     cx,
                     &self.file,
                     &text,
@@ -168,7 +157,7 @@ impl Compose {
                 Some(i) => i..i + e.template.len(),
                 None => point(&text, 0),
             };
-            let p = problem(cx, &self.file, &text, at, format!("`{}`: {e}", self.file));
+            let p = pointed(cx, &self.file, &text, at, format!("`{}`: {e}", self.file));
             return cx.push(p);
         }
         match self.load(
@@ -466,6 +455,19 @@ impl Compose {
     }
 }
 
+/// A problem at `at` of a file that is not the playbook; without the file's text when it holds
+/// a secret.
+fn pointed(cx: &Checker<'_>, name: &str, text: &str, at: Range<usize>, message: String) -> Problem {
+    if cx.holds_secret(text) {
+        let (line, column) = line_column(text, at.start);
+        return Problem::bare(format!(
+            "`{name}`, line {line}, column {column}: {}",
+            cx.redact(&message)
+        ));
+    }
+    Source::new(name, text).problem(at, message, "here")
+}
+
 /// The byte offset of a 1-based line and column (in characters), clamped to the text.
 fn offset(text: &str, line: usize, column: usize) -> usize {
     let start: usize = text
@@ -476,7 +478,7 @@ fn offset(text: &str, line: usize, column: usize) -> usize {
     let start = start.min(text.len());
     text[start..]
         .char_indices()
-        .nth(column - 1)
+        .nth(column.saturating_sub(1))
         .map_or(text.len(), |(i, _)| start + i)
 }
 
@@ -564,5 +566,51 @@ impl Containers {
                 restarted.join(", ")
             }
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_env_file_and_env_files_are_read_by_composes_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("app.env"),
+            "TITLE=\"$WEB_TITLE\"\nURL=http://${HOST:-localhost}/$TAG\nKEEP=from file\nLOST=$NOPE\n",
+        )
+        .unwrap();
+        let step = Compose {
+            file: "docker-compose.yml".into(),
+            env_file: ".env".into(),
+            project: Some("p".into()),
+            services: vec!["app".into()],
+            wait: Duration::from_secs(1),
+        };
+        let compose = "services:\n  app:\n    image: relay:${TAG}\n    env_file: app.env\n    environment: { KEEP: mine }\n";
+        let dotenv = "\u{feff}WEB_TITLE=Claude Relay Service # the relay's own .env.example\nexport TAG='1.0'\n";
+        let (mut project, vars) = step
+            .load(compose.as_bytes(), Some(dotenv.as_bytes()), dir.path())
+            .unwrap();
+        assert_eq!(project.warnings, Vec::<String>::new());
+        let app = project.services.get_mut("app").unwrap();
+        assert_eq!(app.image, "relay:1.0");
+        let warnings = app.read_env_files(&vars).unwrap();
+        assert_eq!(app.env["TITLE"], "Claude Relay Service");
+        assert_eq!(app.env["URL"], "http://localhost/1.0");
+        assert_eq!(app.env["KEEP"], "mine");
+        assert_eq!(app.env["LOST"], "");
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].ends_with(
+                "app.env`: line 4: The \"NOPE\" variable is not set. Defaulting to a blank string."
+            ),
+            "{warnings:?}"
+        );
+        let err = step
+            .load(compose.as_bytes(), Some(b"A=1\nB='open\n"), dir.path())
+            .unwrap_err();
+        assert_eq!(err, "`.env`: line 2: unterminated quoted value");
     }
 }
