@@ -317,9 +317,12 @@ mod tests {
             .collect();
         let compose = format!("services:\n  app:\n    image: busybox\n    environment:\n{env}");
         std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
+        // Only the `.env`: docker-compose lets its own environment override it.
         let output = std::process::Command::new("docker-compose")
             .arg("config")
             .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .output()
             .expect("docker-compose (v1.29) is on PATH");
         assert!(

@@ -471,3 +471,43 @@ fn hostile_input_never_panics() {
     assert_eq!(env("A=\"\\0377\"")["A"], "ÿ");
     assert_eq!(env("FOO")[""], "FOO");
 }
+
+/// The relay's own `.env.example` (Wei-Shaw/claude-relay-service 8479c7c, MIT), which its
+/// README has users copy to `.env`: every value as docker-compose v1.29 reads it.
+#[test]
+fn the_relays_env_example_reads_as_docker_compose_reads_it() {
+    let text = include_str!("../../../tests/fixtures/relay/env.example");
+    let mut warnings = Vec::new();
+    let vars = read(text, &none, &mut warnings).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(vars["WEB_TITLE"], "Claude Relay Service");
+    assert_eq!(vars["REQUEST_TIMEOUT"], "600000");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), text).unwrap();
+    let env: String = vars
+        .keys()
+        .map(|k| format!("      {k}: \"${{{k}}}\"\n"))
+        .collect();
+    let compose = format!("services:\n  app:\n    image: busybox\n    environment:\n{env}");
+    std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
+    // Only the `.env`: docker-compose lets its own environment override it.
+    let output = std::process::Command::new("docker-compose")
+        .arg("config")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("docker-compose (v1.29) is on PATH");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: serde_yaml::Value = serde_yaml::from_slice(&output.stdout).unwrap();
+    let seen = &config["services"]["app"]["environment"];
+    for (k, v) in &vars {
+        let shown = seen[k.as_str()].as_str().map(|s| s.replace("$$", "$"));
+        assert_eq!(shown.as_deref(), Some(v.as_str()), "{k}");
+    }
+    assert!(vars.len() > 30, "{}", vars.len());
+}
