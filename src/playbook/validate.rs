@@ -80,7 +80,12 @@ impl Checker<'_> {
     /// `template` step renders there (with the keys later `env` steps set), else the file as
     /// it is now (with those keys); None when there is nothing there yet.
     pub(crate) fn planned_file(&self, path: &str) -> Option<String> {
-        let mut text = std::fs::read_to_string(self.workdir.join(path)).ok();
+        let full = self.workdir.join(path);
+        // Only a regular file: reading a FIFO would wait forever.
+        let regular = std::fs::metadata(&full).is_ok_and(|m| m.is_file());
+        let mut text = regular
+            .then(|| std::fs::read_to_string(&full).ok())
+            .flatten();
         for step in &self.steps {
             match &step.action {
                 Action::Template(t) if t.dest == path => text = Some(t.content.clone()),

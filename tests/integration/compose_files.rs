@@ -146,3 +146,17 @@ fn a_malformed_secrets_env_file_names_the_line_never_its_text() {
         "warning: secrets file `secrets.env`: line 1: The \"NOT_SET\" variable is not set. Defaulting to a blank string.\n"
     );
 }
+
+#[test]
+fn a_fifo_as_compose_file_is_refused_not_waited_on() {
+    let p = Project::new();
+    p.write("pb.toml", PLAYBOOK);
+    std::fs::create_dir_all(p.file("deploy")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(p.file("deploy/docker-compose.yml"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let run = p.run(&["validate", "pb.toml"]).expect(2);
+    assert!(run.stderr.contains("is a FIFO"), "{}", run.stderr);
+}

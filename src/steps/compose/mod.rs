@@ -69,9 +69,9 @@ struct Previous {
 
 impl Compose {
     pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>, down: bool) -> Option<Self> {
-        let file = cx.text(&raw.file)?;
+        let file = cx.file_path(&raw.file)?;
         let env_file = match &raw.env_file {
-            Some(f) => cx.text(f)?,
+            Some(f) => cx.file_path(f)?,
             None => match file.rsplit_once('/') {
                 Some((dir, _)) => format!("{dir}/.env"),
                 None => ".env".into(),
