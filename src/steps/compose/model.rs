@@ -111,8 +111,9 @@ pub(crate) fn load(
 ) -> Result<Project, String> {
     let at = |what: String| format!("`{file}`: {what}");
     let mut value: Value = serde_yaml::from_str(text).map_err(|e| at(e.to_string()))?;
-    interpolate_tree(&mut value, dotenv, "").map_err(at)?;
-    let warnings = unsupported(&value);
+    let mut warnings =
+        super::interpolate::tree(&mut value, dotenv).map_err(|e| at(e.to_string()))?;
+    warnings.extend(unsupported(&value));
     let explicit_name = value
         .get("name")
         .and_then(Value::as_str)
@@ -394,18 +395,33 @@ fn resolve(project: &Project, key: &str, s: &dc::Service) -> Result<Service, Str
 }
 
 impl Service {
-    /// Adds the variables of the service's `env_file`s (its `environment` wins over them).
-    pub(crate) fn read_env_files(&mut self) -> Result<(), String> {
+    /// Adds the variables of the service's `env_file`s (its `environment` wins over them);
+    /// their values refer to the project's `vars`, then to the `environment`, as in compose.
+    /// Returns compose's warnings.
+    pub(crate) fn read_env_files(
+        &mut self,
+        vars: &HashMap<String, String>,
+    ) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
+        let mut read: HashMap<String, String> = self.env.clone().into_iter().collect();
         for path in &self.env_files {
             let shown = path.display();
-            let iter =
-                dotenvy::from_path_iter(path).map_err(|e| format!("env_file `{shown}`: {e}"))?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| format!("env_file `{shown}`: {e}"))?;
-                self.env.entry(k).or_insert(v);
-            }
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("env_file `{shown}`: {e}"))?;
+            let lookup = |k: &str| vars.get(k).or_else(|| self.env.get(k)).cloned();
+            let mut found = Vec::new();
+            super::dotenv::read_into(&text, &lookup, &mut read, &mut found)
+                .map_err(|e| format!("env_file `{shown}`: {e}"))?;
+            warnings.extend(
+                found
+                    .into_iter()
+                    .map(|w| format!("env_file `{shown}`: {w}")),
+            );
         }
-        Ok(())
+        for (k, v) in read {
+            self.env.entry(k).or_insert(v);
+        }
+        Ok(warnings)
     }
 }
 
@@ -578,107 +594,6 @@ fn duration_ns(text: &str) -> Result<i64, String> {
         .map_err(|e| format!("`{text}` is not a duration: {e}"))
 }
 
-/// Interpolates every string in the tree, naming the place of an error.
-fn interpolate_tree(
-    value: &mut Value,
-    vars: &HashMap<String, String>,
-    at: &str,
-) -> Result<(), String> {
-    match value {
-        Value::String(s) => {
-            *s =
-                interpolate(s, vars).map_err(|e| format!("{}: {e}", at.trim_start_matches('.')))?;
-        }
-        Value::Sequence(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                interpolate_tree(item, vars, &format!("{at}[{i}]"))?;
-            }
-        }
-        Value::Mapping(map) => {
-            for (k, v) in map.iter_mut() {
-                let key = k.as_str().unwrap_or("?");
-                interpolate_tree(v, vars, &format!("{at}.{key}"))?;
-            }
-        }
-        Value::Tagged(t) => interpolate_tree(&mut t.value, vars, at)?,
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Compose's variable syntax: `$$`, `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
-/// `${VAR:?error}`, `${VAR?error}`, `${VAR:+other}`, `${VAR+other}`. A variable that is not
-/// set and has no default is an error (compose would use an empty string silently).
-pub(crate) fn interpolate(text: &str, vars: &HashMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('{') {
-            let end = closing_brace(inner)
-                .ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
-            out.push_str(&expand(&inner[..end], vars)?);
-            rest = &inner[end + 1..];
-        } else {
-            let starts_name = after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-            let len = if starts_name {
-                after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len())
-            } else {
-                0
-            };
-            if len == 0 {
-                out.push('$');
-            } else {
-                out.push_str(&expand(&after[..len], vars)?);
-            }
-            rest = &after[len..];
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn closing_brace(text: &str) -> Option<usize> {
-    let mut depth = 0;
-    for (i, c) in text.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => return Some(i),
-            '}' => depth -= 1,
-            _ => {}
-        }
-    }
-    None
-}
-
-fn expand(expr: &str, vars: &HashMap<String, String>) -> Result<String, String> {
-    let name_len = expr
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(expr.len());
-    let (name, op) = expr.split_at(name_len);
-    let value = vars.get(name);
-    let set_non_empty = value.is_some_and(|v| !v.is_empty());
-    let word = |w: &str| interpolate(w, vars);
-    match op {
-        "" => value
-            .cloned()
-            .ok_or_else(|| format!("variable `{name}` is not set (give it in the .env file, or write ${{{name}:-default}})")),
-        _ if op.starts_with(":-") => if set_non_empty { Ok(value.cloned().unwrap_or_default()) } else { word(&op[2..]) },
-        _ if op.starts_with('-') => match value { Some(v) => Ok(v.clone()), None => word(&op[1..]) },
-        _ if op.starts_with(":?") => if set_non_empty { Ok(value.cloned().unwrap_or_default()) } else { Err(format!("variable `{name}`: {}", word(&op[2..])?)) },
-        _ if op.starts_with('?') => value.cloned().ok_or(format!("variable `{name}`: {}", word(&op[1..])?)),
-        _ if op.starts_with(":+") => if set_non_empty { word(&op[2..]) } else { Ok(String::new()) },
-        _ if op.starts_with('+') => if value.is_some() { word(&op[1..]) } else { Ok(String::new()) },
-        _ => Err(format!("`${{{expr}}}` is not a variable reference runner understands")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,35 +603,6 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn interpolation_follows_compose() {
-        let v = vars();
-        let cases = [
-            ("$A-${A}", "a-a"),
-            ("$$A", "$A"),
-            ("${MISSING:-x}", "x"),
-            ("${EMPTY:-x}", "x"),
-            ("${EMPTY-x}", ""),
-            ("${MISSING-${PORT}}", "8080"),
-            ("${A:+yes}${MISSING:+no}", "yes"),
-            ("127.0.0.1:${PORT:-3000}:3000", "127.0.0.1:8080:3000"),
-            ("cost $5", "cost $5"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(interpolate(input, &v).unwrap(), want, "{input}");
-        }
-        assert!(
-            interpolate("${MISSING}", &v)
-                .unwrap_err()
-                .contains("`MISSING` is not set")
-        );
-        assert_eq!(
-            interpolate("${EMPTY:?must be set}", &v).unwrap_err(),
-            "variable `EMPTY`: must be set"
-        );
-        assert!(interpolate("${A", &v).is_err());
     }
 
     #[test]
@@ -781,10 +667,10 @@ x-anchors: {}
 
     #[test]
     fn errors_name_the_place() {
-        let text = "services:\n  app:\n    image: x\n    environment: [\"K=${NOPE}\"]\n";
+        let text = "services:\n  app:\n    image: x\n    environment: [\"K=${NOPE:?}\"]\n";
         let err = load("c.yml", text, &vars(), Some("p"), Path::new("/w")).unwrap_err();
         assert!(
-            err.starts_with("`c.yml`: services.app.environment[0]: variable `NOPE` is not set"),
+            err.starts_with("`c.yml`: error while interpolating services.app.environment[0]: required variable NOPE is missing a value"),
             "{err}"
         );
         let text = "services:\n  app:\n    image: x\n    depends_on: [db]\n";
