@@ -6,6 +6,7 @@ mod docker;
 mod examples;
 mod hostile;
 mod http;
+mod keep;
 mod load;
 mod migrate;
 mod phases;
