@@ -103,7 +103,9 @@ pub(crate) fn snapshot(
             create_private_dir(dir)?;
             let copy = dir.join(format!("{index}-{name}"));
             // The copy is private whatever the file's mode: it may hold a secret.
-            write_new(&copy, &bytes, 0o600)?;
+            let mut file = create_private_file(&copy)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
             let stamp = Stamp {
                 sha256: crate::plan::sha256(&bytes),
                 mode: meta.permissions().mode() & 0o7777,
@@ -259,19 +261,6 @@ pub(crate) fn write_atomic(
     write_with(path, bytes, mode.unwrap_or(current_mode), owner)
 }
 
-/// Writes a new private file (no rename: the path is runner's own).
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 fn write_with(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
     let dir = path
         .parent()
@@ -324,10 +313,27 @@ pub(crate) fn replace(
     Ok(true)
 }
 
-/// Creates a directory only its owner can read: backups may hold secrets.
+/// Creates a directory (and its missing parents) only its owner can read: backups may hold
+/// secrets.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Creates (or empties) a file only its owner can read, for a backup that may hold secrets.
+pub(crate) fn create_private_file(path: &Path) -> io::Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Reads a file, `None` if it does not exist.

@@ -13,5 +13,6 @@ mod phases;
 mod plan;
 mod postgres;
 mod redis;
+mod secrets;
 mod support;
 mod traffic;
