@@ -4,6 +4,7 @@ mod apply;
 mod diagnostics;
 mod docker;
 mod examples;
+mod fuzz;
 mod hostile;
 mod http;
 mod keep;
