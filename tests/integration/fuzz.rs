@@ -108,40 +108,52 @@ fn toml_piece() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Pieces of handlebars: blocks (some unclosed), partials and inline partials that may
-/// include each other or themselves, helpers, comments, raw text.
-fn hbs_piece() -> impl Strategy<Value = String> {
-    let name = prop_oneof![Just("p"), Just("q"), Just("r")];
-    prop_oneof![
-        Just("{{".to_string()),
-        Just("}}".to_string()),
+/// Handlebars: well-formed blocks nested at random (if, each, with, raw, partial blocks, inline
+/// partials whose bodies include partials, so that they include each other or themselves),
+/// with now and then a piece that breaks it.
+fn handlebars() -> impl Strategy<Value = String> {
+    let name = || prop_oneof![Just("p"), Just("q"), Just("r")];
+    let leaf = prop_oneof![
+        "\\PC{0,10}",
         Just("{{vars.a}}".to_string()),
         Just("{{vars.missing}}".to_string()),
         Just("{{secrets.S}}".to_string()),
         Just("{{run.id}}".to_string()),
-        Just("{{#if vars.a}}".to_string()),
-        Just("{{else}}".to_string()),
-        Just("{{/if}}".to_string()),
-        Just("{{#each vars}}{{@key}}".to_string()),
-        Just("{{/each}}".to_string()),
-        Just("{{#with vars}}".to_string()),
-        Just("{{/with}}".to_string()),
-        Just("{{/inline}}".to_string()),
-        Just("{{!-- c --}}".to_string()),
         Just("{{{vars.a}}}".to_string()),
-        Just("{{{{raw}}}}".to_string()),
-        Just("{{{{/raw}}}}".to_string()),
-        Just("\\{{".to_string()),
+        Just("{{!-- c --}}".to_string()),
+        Just("\\{{vars.a}}".to_string()),
         Just("{{lookup vars \"a\"}}".to_string()),
         Just("{{eq 1 2}}".to_string()),
         Just("{{> (concat \"p\")}}".to_string()),
-        Just("{{#> p}}".to_string()),
-        Just("{{/p}}".to_string()),
         Just("\n".to_string()),
-        name.clone().prop_map(|n| format!("{{{{> {n}}}}}")),
-        name.prop_map(|n| format!("{{{{#*inline \"{n}\"}}}}")),
-        "\\PC{0,10}",
+        name().prop_map(|n| format!("{{{{> {n}}}}}")),
+    ];
+    let tree = leaf.prop_recursive(4, 48, 4, move |inner| {
+        let body = prop::collection::vec(inner, 0..4).prop_map(|v| v.concat());
+        prop_oneof![
+            body.clone()
+                .prop_map(|b| format!("{{{{#if vars.a}}}}{b}{{{{else}}}}-{{{{/if}}}}")),
+            body.clone()
+                .prop_map(|b| format!("{{{{#each vars}}}}{{{{@key}}}}{b}{{{{/each}}}}")),
+            body.clone()
+                .prop_map(|b| format!("{{{{#with vars}}}}{b}{{{{/with}}}}")),
+            body.clone()
+                .prop_map(|b| format!("{{{{{{{{raw}}}}}}}}{b}{{{{{{{{/raw}}}}}}}}")),
+            (name(), body.clone())
+                .prop_map(|(n, b)| format!("{{{{#*inline \"{n}\"}}}}{b}{{{{/inline}}}}")),
+            (name(), body).prop_map(|(n, b)| format!("{{{{#> {n}}}}}{b}{{{{/{n}}}}}")),
+        ]
+    });
+    let broken = prop_oneof![
+        Just("{{"),
+        Just("}}"),
+        Just("{{/if}}"),
+        Just("{{#each vars}}"),
+        Just("{{#*inline \"p\"}}"),
+        Just("{{{{raw}}}}"),
     ]
+    .prop_map(str::to_string);
+    prop::collection::vec(prop_oneof![12 => tree, 1 => broken], 0..6).prop_map(|v| v.concat())
 }
 
 fn joined(piece: impl Strategy<Value = String>, max: usize) -> impl Strategy<Value = String> {
@@ -228,7 +240,7 @@ proptest! {
     #[test]
     fn random_playbooks_are_validated_or_refused_with_a_place(
         text in playbook(),
-        template in joined(hbs_piece(), 12),
+        template in handlebars(),
     ) {
         let p = Project::new();
         p.write("pb.toml", &text).write("t.hbs", &template);
@@ -237,7 +249,7 @@ proptest! {
 
     #[test]
     fn random_handlebars_with_partials_is_rendered_or_refused_with_a_place(
-        template in joined(hbs_piece(), 24),
+        template in handlebars(),
     ) {
         let p = Project::new();
         p.write(
