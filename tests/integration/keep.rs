@@ -183,3 +183,37 @@ dest = "shared/sub/out.txt"
         "a folder holding someone's file stays"
     );
 }
+
+#[test]
+fn an_upstream_file_edited_after_a_switch_is_kept_too() {
+    // The load balancer does not run: the switch only writes the file (the Docker engine is
+    // asked, so the test needs it).
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        r#"[playbook]
+name = "switch"
+
+[[steps]]
+id = "switch"
+kind = "lb_switch"
+file = "lb/upstream.conf"
+content = "server green:3000;\n"
+container = "runner-test-no-such-lb"
+drain = "0s"
+"#,
+    )
+    .write("lb/upstream.conf", "server blue:3000;\n");
+    p.run(&["apply", "--yes", "pb.toml"]).expect(0);
+    let id = run_id(&p);
+    p.write("lb/upstream.conf", "server blue:3000; # hotfix\n");
+    let out = p.run(&["rollback", "--yes"]).expect(0);
+    assert_eq!(p.read("lb/upstream.conf").unwrap(), "server blue:3000;\n");
+    let kept = format!("lb/upstream.conf.runner-kept-{id}");
+    assert_eq!(
+        p.read(&kept).as_deref(),
+        Some("server blue:3000; # hotfix\n")
+    );
+    assert!(out.stdout.contains(&kept), "{}", out.stdout);
+    assert!(out.stderr.contains(&kept), "{}", out.stderr);
+}
