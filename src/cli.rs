@@ -531,6 +531,11 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
         ));
     }
     let pending = state.pending_undos()?;
+    let changed = crate::steps::files::changed_notes(pending.iter().map(|(_, undo, _)| undo))
+        .map_err(Error::io("cannot read the files to restore"))?;
+    for note in changed {
+        reporter.note(&note);
+    }
     if !confirm(
         cli,
         &format!("roll back {} step(s) of run {}?", pending.len(), state.id()),

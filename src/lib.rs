@@ -16,6 +16,8 @@ mod diagnostic;
 mod docker;
 mod engine;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod journal;
 mod migrate;
 mod notify;

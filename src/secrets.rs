@@ -88,8 +88,8 @@ fn renderings(value: &str) -> Vec<String> {
 
 impl Secrets {
     pub(crate) fn insert(&mut self, name: String, value: String) {
-        // An empty value (an optional secret that is not set) has nothing to hide.
-        for form in renderings(&value).into_iter().filter(|f| !f.is_empty()) {
+        // An empty value (an optional secret that is not set) has no form to hide.
+        for form in renderings(&value) {
             if !self.needles.contains(&form) {
                 self.needles.push(form);
             }
@@ -105,6 +105,16 @@ impl Secrets {
 
     pub(crate) fn contains_secret(&self, text: &str) -> bool {
         self.needles.iter().any(|n| text.contains(n.as_str()))
+    }
+
+    /// The secret values that `text` holds in one of their forms (a JSON text holds a value
+    /// with a quote or a line break only escaped).
+    pub(crate) fn held_in(&self, text: &str) -> Vec<String> {
+        self.values
+            .values()
+            .filter(|v| renderings(v).iter().any(|f| text.contains(f.as_str())))
+            .cloned()
+            .collect()
     }
 
     /// `text` with every secret value replaced by [`REDACTED`].
@@ -171,6 +181,16 @@ mod tests {
                 "{text} -> {out}"
             );
         }
+    }
+
+    #[test]
+    fn a_value_held_only_escaped_is_found() {
+        let mut s = Secrets::default();
+        s.insert("P".into(), "line one\nline two".into());
+        s.insert("Q".into(), "say \"hi\" now".into());
+        s.insert("R".into(), "not-there-at-all".into());
+        let text = serde_json::to_string(&["line one\nline two", "say \"hi\" now"]).unwrap();
+        assert_eq!(s.held_in(&text), ["line one\nline two", "say \"hi\" now"]);
     }
 
     #[test]

@@ -68,13 +68,7 @@ impl<'r> Emitter<'r> {
         if !self.secrets.contains_secret(&text) {
             return Ok(StoredUndo::Inline(undo.clone()));
         }
-        let redact = self
-            .secrets
-            .values()
-            .values()
-            .filter(|v| text.contains(v.as_str()))
-            .cloned()
-            .collect();
+        let redact = self.secrets.held_in(&text);
         let sealed = journal::seal(
             run_dir,
             step,

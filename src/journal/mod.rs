@@ -7,6 +7,7 @@ pub(crate) mod lock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -64,9 +65,11 @@ impl Journal {
         crate::steps::files::create_private_dir(dir)
             .map_err(Error::io(format!("cannot create `{}`", dir.display())))?;
         let path = dir.join(FILE);
+        // Private: file snapshots record the SHA-256 of contents that may hold a secret.
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(Error::io(format!(
                 "cannot create journal `{}`",

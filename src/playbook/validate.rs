@@ -148,6 +148,7 @@ impl Checker<'_> {
             self.problem(field.span(), "the path is empty", "name a file");
             return None;
         }
+        self.no_secret_in_path(&path, field.span())?;
         let what = match std::fs::metadata(self.workdir.join(&path)) {
             Err(_) => return Some(path),
             Ok(m) => crate::steps::files::kind(&m.file_type()),
@@ -163,6 +164,19 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// Refuses a path rendered from a secret: paths are shown in plans and kept in journals.
+    fn no_secret_in_path(&mut self, path: &str, span: Range<usize>) -> Option<()> {
+        if !self.holds_secret(path) {
+            return Some(());
+        }
+        self.problem(
+            span,
+            "the path holds a secret",
+            "paths are shown in plans and kept in journals and saved plans: name the file without a secret",
+        );
+        None
     }
 
     /// Whether `text` holds a secret value (a file of it is then created private).
@@ -251,6 +265,10 @@ impl Checker<'_> {
     /// points at `span` if it cannot be read.
     pub(crate) fn read_input(&mut self, path: &str, span: Range<usize>) -> Option<Arc<str>> {
         if !self.files.contains_key(path) {
+            if self.no_secret_in_path(path, span.clone()).is_none() {
+                self.files.insert(path.to_string(), None);
+                return None;
+            }
             let special = std::fs::metadata(self.workdir.join(path))
                 .ok()
                 .and_then(|m| crate::steps::files::kind(&m.file_type()));
@@ -388,6 +406,18 @@ pub(super) fn validate(
         &mut problems,
         &mut warnings,
     );
+    // A `--var` is kept in the journal's header and in a saved plan, in clear, to be used again
+    // by `resume` and `apply plan.json`: a secret has no place there.
+    for key in overrides
+        .iter()
+        .filter(|(_, value)| secrets.contains_secret(value))
+        .map(|(key, _)| key)
+    {
+        problems.push(
+            Problem::bare(format!("--var {key}: the value holds a secret"))
+                .with_help("a --var is kept in clear in the journal and in saved plans; declare it in [secrets]"),
+        );
+    }
     let phase = header
         .as_ref()
         .map(|h| h.phase.clone().unwrap_or_else(|| h.name.get_ref().clone()))

@@ -94,11 +94,13 @@ impl Env {
         if current.is_some() && edited == text {
             return Ok(format!("`{}` already up to date", self.file));
         }
-        // A new env file is likely to hold secrets: only its owner may read it.
-        files::write_atomic(&path, edited.as_bytes(), None, 0o600).map_err(io())?;
+        files::write_atomic(&path, edited.as_bytes(), None, NEW_MODE).map_err(io())?;
         Ok(format!("set {} key(s) in `{}`", self.set.len(), self.file))
     }
 }
+
+/// The mode of an env file the step creates: likely to hold secrets, only its owner may read it.
+pub(crate) const NEW_MODE: u32 = 0o600;
 
 fn is_key(key: &str) -> bool {
     let mut chars = key.chars();

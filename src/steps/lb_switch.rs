@@ -40,10 +40,13 @@ pub(crate) struct LbSwitch {
     drain: Duration,
 }
 
+/// The mode of an upstream file the step creates.
+const NEW_MODE: u32 = 0o644;
+
 /// What rollback needs: the file as it was, whom to tell, and how long to let drain.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Switched {
-    file: Snapshot,
+    pub(crate) file: Box<Snapshot>,
     container: String,
     signal: String,
     drain_ms: u64,
@@ -89,8 +92,22 @@ impl LbSwitch {
     /// Saves the current upstream file before any change.
     pub(crate) fn prepare(&self, cx: &StepCx<'_>) -> Result<Switched, StepError> {
         Ok(Switched {
-            file: files::snapshot(&cx.resolve(&self.file), &cx.backup_dir, 0)
+            file: Box::new(
+                files::snapshot(
+                    &cx.resolve(&self.file),
+                    &cx.backup_dir,
+                    0,
+                    cx.run_id,
+                    |_| {
+                        Some(files::Write {
+                            bytes: self.content.clone().into_bytes(),
+                            mode: None,
+                            new_mode: NEW_MODE,
+                        })
+                    },
+                )
                 .map_err(StepError::io(format!("could not save `{}`", self.file)))?,
+            ),
             container: self.container.clone(),
             signal: self.signal.clone(),
             drain_ms: self.drain.as_millis() as u64,
@@ -102,7 +119,7 @@ impl LbSwitch {
             &cx.resolve(&self.file),
             self.content.as_bytes(),
             None,
-            0o644,
+            NEW_MODE,
         )
         .map_err(StepError::io(format!("could not write `{}`", self.file)))?;
         if !wrote {
@@ -131,7 +148,7 @@ impl LbSwitch {
 
 impl Switched {
     pub(crate) async fn restore(&self) -> Result<String, StepError> {
-        files::restore(&self.file).map_err(StepError::io(format!(
+        let kept = files::restore(&self.file).map_err(StepError::io(format!(
             "could not restore `{}`",
             self.file.path.display()
         )))?;
@@ -141,13 +158,15 @@ impl Switched {
             tokio::time::sleep(Duration::from_millis(self.drain_ms)).await;
         }
         Ok(format!(
-            "restored `{}`{}",
+            "restored `{}`{}{}",
             self.file.path.display(),
             if reloaded {
                 format!(" and reloaded `{}`", self.container)
             } else {
                 format!(" (`{}` is not running)", self.container)
-            }
+            },
+            kept.map(|at| files::kept_note(&self.file, &at))
+                .unwrap_or_default()
         ))
     }
 }

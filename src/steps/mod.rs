@@ -374,11 +374,34 @@ impl Action {
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
-                files::snapshot(&cx.resolve(p), &cx.backup_dir, i)
-                    .map_err(StepError::io(format!("could not save `{p}`")))
+                files::snapshot(&cx.resolve(p), &cx.backup_dir, i, cx.run_id, |current| {
+                    self.writes(current)
+                })
+                .map_err(StepError::io(format!("could not save `{p}`")))
             })
             .collect::<Result<_, _>>()?;
         Ok(Some(Undo::Files { files }))
+    }
+
+    /// What a file-writing step leaves in its file, given what the file holds now (`None`: it
+    /// leaves the file as it is).
+    fn writes(&self, current: Option<&[u8]>) -> Option<files::Write> {
+        match self {
+            Action::Template(s) => Some(files::Write {
+                bytes: s.content.clone().into_bytes(),
+                mode: s.mode,
+                new_mode: s.new_mode,
+            }),
+            Action::Env(s) => {
+                let text = String::from_utf8_lossy(current.unwrap_or_default());
+                Some(files::Write {
+                    bytes: env::edit(&text, &s.set).ok()?.into_bytes(),
+                    mode: None,
+                    new_mode: env::NEW_MODE,
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Does the step's work.
@@ -408,17 +431,29 @@ impl Action {
 }
 
 impl Undo {
+    /// The file snapshots this record restores.
+    pub(crate) fn snapshots(&self) -> Vec<&files::Snapshot> {
+        match self {
+            Undo::Files { files } => files.iter().collect(),
+            Undo::Upstream(switched) => vec![&switched.file],
+            _ => Vec::new(),
+        }
+    }
+
     /// Carries out the rollback this record describes; returns a one-line summary.
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         match self {
             Undo::Files { files } => {
+                let mut kept = String::new();
                 for snapshot in files {
-                    files::restore(snapshot).map_err(StepError::io(format!(
+                    if let Some(at) = files::restore(snapshot).map_err(StepError::io(format!(
                         "could not restore `{}`",
                         snapshot.path.display()
-                    )))?;
+                    )))? {
+                        kept += &files::kept_note(snapshot, &at);
+                    }
                 }
-                Ok(format!("restored {} file(s)", files.len()))
+                Ok(format!("restored {} file(s){kept}", files.len()))
             }
             Undo::Command { command } => command.run(cx).await,
             Undo::Sql(applied) => applied.roll_back(cx).await,

@@ -66,6 +66,9 @@ impl PgBackup {
         crate::steps::files::create_private_dir(&cx.backup_dir)
             .map_err(StepError::io("cannot create the backup dir".into()))?;
         let file = cx.backup_dir.join("dump.pgcustom");
+        // pg_dump truncates the file and keeps its mode: private.
+        crate::steps::files::create_private_file(&file)
+            .map_err(StepError::io(format!("cannot create `{}`", file.display())))?;
         let mut argv = vec![
             "pg_dump".to_string(),
             "--format=custom".into(),

@@ -88,7 +88,7 @@ impl RedisBackup {
         crate::steps::files::create_private_dir(&cx.backup_dir)
             .map_err(StepError::io("cannot create the backup dir".into()))?;
         let path = cx.backup_dir.join("redis.jsonl");
-        let file = std::fs::File::create(&path)
+        let file = crate::steps::files::create_private_file(&path)
             .map_err(StepError::io(format!("cannot create `{}`", path.display())))?;
         let mut out = BufWriter::new(file);
         let io = |e: std::io::Error| StepError::from(format!("cannot write the snapshot: {e}"));

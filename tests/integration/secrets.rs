@@ -1,0 +1,264 @@
+//! The sentinel-secret matrix: for each shape a secret may have and each place a playbook may
+//! put one, every output runner makes (validate, plan in each format and saved, apply, the
+//! journal, every file of the state dir, rollback) holds it in none of its encoded forms, and
+//! the state dir's files that must hold it (backups, sealed undo records) are private.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::support::{Project, finish, fresh_database, serve, service};
+
+/// The shapes: plain, quotes, `$` and `\`, spaces and `%`, non-ASCII, multi-line, 8 characters.
+const SHAPES: &[(&str, &str)] = &[
+    ("plain", "PlainSentinel4711"),
+    ("quotes", "it's \"quoted\" 'twice'"),
+    ("dollar", "a$HOME\\b$1\\n`id`"),
+    ("spaces", "with space %41 100%"),
+    ("unicode", "pässwörd✓日本🔑"),
+    (
+        "multiline",
+        "-----BEGIN TEST KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEF\nAoIBAQC7VJTUt9Us8cKjMzEf\n-----END TEST KEY-----",
+    ),
+    ("eight", "k8Zq!x2w"),
+];
+
+/// Every form a secret may take once formatted.
+fn forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let json = serde_json::to_string(secret).unwrap();
+    const QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'\'');
+    let mut forms = vec![
+        secret.to_string(),
+        json[1..json.len() - 1].to_string(),
+        shlex::try_quote(secret).unwrap().into_owned(),
+        utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
+        utf8_percent_encode(secret, QUERY).to_string(),
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
+    ];
+    if secret.contains('\n') {
+        forms.extend(secret.lines().map(str::to_string));
+    }
+    forms
+}
+
+/// A playbook that puts the secret `S` everywhere a secret can go.
+fn playbook(port: u16) -> String {
+    format!(
+        r#"[playbook]
+name = "matrix"
+
+[vars]
+greeting = "hello"
+
+[secrets]
+S = {{ env = "SENTINEL" }}
+DB = {{ env = "MATRIX_DB_URL" }}
+# A header cannot hold a line break: the secret, its lines joined.
+H = {{ env = "SENTINEL_LINE" }}
+
+[[steps]]
+id = "argv"
+kind = "exec"
+command = ["sh", "-c", "printf 'arg %s\n' \"$1\"; printf 'env %s\n' \"$S\"; printf %s \"$S\" | base64 -w0; echo", "sh", "{{{{secrets.S}}}}"]
+env = {{ S = "{{{{secrets.S}}}}" }}
+rollback = {{ command = ["sh", "-c", "printf 'undo %s\n' \"$1\"", "sh", "{{{{secrets.S}}}}"] }}
+
+[[steps]]
+id = "render"
+kind = "template"
+template = "app.hbs"
+dest = "deploy/app.conf"
+
+[[steps]]
+id = "env"
+kind = "env"
+file = "deploy/.env"
+set = {{ TOKEN = "{{{{secrets.S}}}}", GREETING = "{{{{vars.greeting}}}}" }}
+
+[[steps]]
+id = "schema"
+kind = "sql"
+url = "{{{{secrets.DB}}}}?application_name={{{{secrets.S}}}}"
+files = ["sql/*.up.sql"]
+settings = {{ "runner.matrix" = "{{{{secrets.S}}}}" }}
+
+[[steps]]
+id = "tell"
+kind = "notify"
+title = "deployed {{{{secrets.S}}}}"
+text = "token {{{{secrets.S}}}}"
+webhook = "http://127.0.0.1:9/hook?token={{{{secrets.S}}}}"
+
+[[steps]]
+id = "call"
+kind = "http_check"
+url = "http://127.0.0.1:{port}/health?token={{{{secrets.S}}}}"
+method = "POST"
+headers = {{ "X-Token" = "{{{{secrets.H}}}}" }}
+body = "{{{{secrets.S}}}}"
+timeout = "5s"
+"#
+    )
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+#[test]
+fn a_secret_of_any_shape_in_any_place_shows_in_no_output_in_none_of_its_forms() {
+    let admin = service("RUNNER_TEST_PG_URL");
+    let port = serve(|_, _| (200, "{\"status\":\"ok\"}", 0));
+    for (i, (shape, secret)) in SHAPES.iter().enumerate() {
+        let db_url = fresh_database(&format!("matrix{i}"));
+        let p = Project::new();
+        p.write("pb.toml", &playbook(port))
+            .write("app.hbs", "token = {{secrets.S}}\nuser = me\n")
+            .write("deploy/.env", "KEEP=1\r\n")
+            .write(
+                "sql/001_matrix.up.sql",
+                "CREATE TABLE matrix AS SELECT current_setting('runner.matrix') AS v;\n",
+            )
+            .write("sql/001_matrix.down.sql", "DROP TABLE matrix;\n");
+        let run = |args: &[&str]| {
+            let mut command = p.command(args);
+            command
+                .env("SENTINEL", secret)
+                .env("SENTINEL_LINE", secret.replace('\n', " "))
+                .env("MATRIX_DB_URL", &db_url);
+            finish(command)
+        };
+        let mut shown = String::new();
+        let mut keep = |out: crate::support::Run| {
+            shown.push_str(&out.stdout);
+            shown.push_str(&out.stderr);
+            out
+        };
+        keep(run(&["validate", "pb.toml"]).expect(0));
+        keep(run(&["validate", "pb.toml", "--format", "json"]).expect(0));
+        for format in ["human", "json", "markdown"] {
+            keep(run(&["plan", "pb.toml", "--format", format]).expect(0));
+        }
+        keep(run(&["plan", "pb.toml", "--out", "plan.json"]).expect(0));
+        // A --var that holds a secret is refused: it would be kept in clear.
+        let var = format!("greeting={secret}");
+        let out = keep(run(&["plan", "pb.toml", "--var", &var]).expect(2));
+        assert!(
+            out.stderr
+                .contains("--var greeting: the value holds a secret"),
+            "{shape}: {}",
+            out.stderr
+        );
+        let out = keep(run(&["apply", "--yes", "pb.toml"]));
+        assert_eq!(out.code, 0, "{shape}: {}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("ok      argv"),
+            "{shape}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("<redacted>"),
+            "{shape}: the exec's output is shown"
+        );
+        assert_eq!(
+            crate::support::psql(&db_url, "SELECT v FROM matrix"),
+            secret.trim(),
+            "{shape}: the setting reached the server"
+        );
+        assert!(
+            p.read("deploy/app.conf").unwrap().contains(secret),
+            "{shape}: the template got the secret"
+        );
+        keep(run(&["status"]).expect(0));
+        keep(run(&["rollback", "--yes", "--format", "json"]).expect(0));
+        keep(run(&["status", "--format", "json"]).expect(0));
+        shown.push_str(&p.read("plan.json").unwrap());
+
+        // The state dir: every folder and file is private (the lock names only its holder);
+        // the journal holds the secret in no form.
+        for dir in walkdir::WalkDir::new(p.file(".runner"))
+            .into_iter()
+            .flatten()
+        {
+            if dir.file_type().is_dir() {
+                let mode = dir.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o700, "{shape}: {}", dir.path().display());
+            }
+        }
+        for path in files_under(&p.file(".runner")) {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            if !path.ends_with("lock") {
+                assert_eq!(mode, 0o600, "{shape}: {}", path.display());
+            }
+            // Only backups and sealed undo records may hold it; everything else is checked
+            // below with what was shown.
+            let name = path.to_string_lossy();
+            if !(name.contains("/backup/") || name.contains("/undo/")) {
+                shown.push_str(&text);
+            }
+        }
+        for form in forms(secret) {
+            assert!(
+                !shown.contains(&form),
+                "{shape}: `{form}` of the secret shows:\n{shown}"
+            );
+        }
+        crate::support::psql(
+            &admin,
+            &format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db_url.rsplit('/').next().unwrap()
+            ),
+        );
+    }
+}
+
+#[test]
+fn a_path_rendered_from_a_secret_is_refused_at_validate() {
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        r#"[playbook]
+name = "paths"
+
+[secrets]
+S = { env = "DB_PASSWORD" }
+
+[[steps]]
+id = "render"
+kind = "template"
+template = "templates/{{secrets.S}}.hbs"
+dest = "out-{{secrets.S}}.conf"
+"#,
+    );
+    let out = p.run(&["plan", "pb.toml", "--out", "plan.json"]).expect(2);
+    assert_eq!(
+        out.stderr.matches("the path holds a secret").count(),
+        2,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(crate::support::SENTINEL),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.file("plan.json").exists());
+}
