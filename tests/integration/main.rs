@@ -11,6 +11,7 @@ mod migrate;
 mod phases;
 mod plan;
 mod postgres;
+mod preconditions;
 mod redis;
 mod support;
 mod traffic;
