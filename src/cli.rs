@@ -218,18 +218,10 @@ fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Res
     Ok(exit_code::SUCCESS)
 }
 
-/// Loads a playbook, once, and computes its plan. `run`: the identity of the run that will
-/// execute this very plan (its templates are rendered with it); `None` to plan alone.
-async fn planned(
-    path: &Path,
-    vars: &BTreeMap<String, String>,
-    run: Option<&RunIdentity>,
-    refresh: bool,
-) -> Result<(Playbook, Plan)> {
-    let playbook = playbook::load(path, vars, run)?;
-    let observed = plan::observe(&playbook, refresh).await?;
-    let plan = plan::plan(&playbook, &observed);
-    Ok((playbook, plan))
+/// The plan of a loaded playbook: what it observes now (files, SQL histories) is read here.
+async fn plan_of(playbook: &Playbook, refresh: bool) -> Result<Plan> {
+    let observed = plan::observe(playbook, refresh).await?;
+    Ok(plan::plan(playbook, &observed))
 }
 
 /// Refuses a plan in which a step must not run (exit 3), naming each.
@@ -256,7 +248,7 @@ async fn show_plan(
     detailed: bool,
     refresh: bool,
 ) -> Result<u8> {
-    let (_, plan) = planned(path, vars, None, refresh).await?;
+    let plan = plan_of(&playbook::load(path, vars, None)?, refresh).await?;
     out!("{}", report::plan(&plan, cli.format));
     if let Some(out) = out {
         refuse_if_run_dependent(&plan)?;
@@ -382,10 +374,13 @@ async fn apply(
         None => (target.to_path_buf(), vars.clone()),
     };
     let refresh = saved.as_ref().map_or(refresh, |p| p.playbook.refreshed);
-    // The plan is made under the lock, for this run: what is shown is what runs.
+    // The playbook is loaded once, rendered for this run (an invalid one leaves no state);
+    // the plan is made from it under the lock, and what is shown is what runs. What it read
+    // is checked again once the answer is in.
+    let playbook = playbook::load(&path, &vars, Some(&RunIdentity::start()))?;
     let mut reporter = Reporter::new(cli.format);
     let _lock = take_lock(cli, force_unlock, &mut reporter)?;
-    let (playbook, plan) = planned(&path, &vars, Some(&RunIdentity::start()), refresh).await?;
+    let plan = plan_of(&playbook, refresh).await?;
     if let Some(saved) = &saved
         && saved.hash != plan.hash
     {
@@ -477,7 +472,8 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
         ));
     }
     let header = &state.header;
-    let (playbook, plan) = planned(&header.playbook, &header.vars, Some(&header.run), true).await?;
+    let playbook = playbook::load(&header.playbook, &header.vars, Some(&header.run))?;
+    let plan = plan_of(&playbook, true).await?;
     // The playbook may be named by another path now (resume runs from anywhere): match it by role.
     let same = |old: &plan::Input, new: &plan::Input| {
         old.role == new.role
