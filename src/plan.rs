@@ -263,7 +263,7 @@ pub(crate) fn drifted(inputs: &[Input], workdir: &Path) -> Vec<String> {
 }
 
 /// "`path` changed since the plan was made (sha256 ab12.. -> cd34..)".
-pub(crate) fn changed(what: &str, was: Option<&str>, now: Option<&str>) -> String {
+fn changed(what: &str, was: Option<&str>, now: Option<&str>) -> String {
     let short = |c: Option<&str>| {
         c.map_or("absent".to_string(), |c| {
             format!("sha256 {}..", &c[..12.min(c.len())])
@@ -375,4 +375,56 @@ pub(crate) fn diff(path: &str, current: Option<&[u8]>, new: &[u8]) -> String {
         .context_radius(3)
         .header(&from, &format!("b/{path}"))
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_step_expects_its_files_as_the_steps_before_it_leave_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        std::fs::write(at("one.hbs"), "first ✓\n").unwrap();
+        std::fs::write(at("two.hbs"), "second\n").unwrap();
+        std::fs::write(
+            at("pb.toml"),
+            "[playbook]\nname = \"p\"\nworkdir = \".\"\n\n\
+             [[steps]]\nid = \"a\"\nkind = \"template\"\ntemplate = \"one.hbs\"\ndest = \"out.conf\"\n\n\
+             [[steps]]\nid = \"b\"\nkind = \"template\"\ntemplate = \"two.hbs\"\ndest = \"out.conf\"\n",
+        )
+        .unwrap();
+        let playbook = crate::playbook::load(&at("pb.toml"), &BTreeMap::new(), None).unwrap();
+        let plan = plan(&playbook, &observe(&playbook, false).await.unwrap());
+        let expects = |i: usize| plan.steps[i].expects.clone();
+        assert_eq!(
+            expects(0),
+            vec![
+                Input::new("one.hbs", InputRole::File, Some("first ✓\n".as_bytes())),
+                Input::new("out.conf", InputRole::Target, None),
+            ]
+        );
+        // Step b finds what step a writes, not what is there now.
+        assert_eq!(
+            expects(1)[1],
+            Input::new("out.conf", InputRole::Target, Some("first ✓\n".as_bytes()))
+        );
+        assert!(drifted(&expects(0), &playbook.workdir).is_empty());
+        std::fs::write(at("out.conf"), "someone's\n").unwrap();
+        assert_eq!(
+            drifted(&expects(0), &playbook.workdir),
+            vec![format!(
+                "`out.conf` changed since the plan was made (absent -> sha256 {}..)",
+                &sha256(b"someone's\n")[..12]
+            )]
+        );
+        std::fs::remove_file(at("two.hbs")).unwrap();
+        assert_eq!(
+            drifted(&expects(1), &playbook.workdir)[0],
+            format!(
+                "`two.hbs` changed since the plan was made (sha256 {}.. -> absent)",
+                &sha256(b"second\n")[..12]
+            )
+        );
+    }
 }
