@@ -12,7 +12,7 @@ use crate::engine::{self, Emitter, Event, Run, RunStatus};
 use crate::error::{Error, Result, exit_code};
 use crate::journal::{self, Header, Journal, RunState, lock::Lock};
 use crate::plan::{self, Plan};
-use crate::playbook;
+use crate::playbook::{self, Playbook};
 use crate::report::{self, Format, Reporter};
 use crate::template::RunIdentity;
 
@@ -232,9 +232,13 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
     }
 }
 
-/// Loads a playbook to validate or plan it, saying once when it sends no alerts.
-fn loaded(path: &Path, vars: &BTreeMap<String, String>) -> Result<playbook::Playbook> {
-    let playbook = playbook::load(path, vars, None)?;
+/// Loads a playbook to validate, plan or apply it, saying once when it sends no alerts.
+fn loaded(
+    path: &Path,
+    vars: &BTreeMap<String, String>,
+    run: Option<&RunIdentity>,
+) -> Result<playbook::Playbook> {
+    let playbook = playbook::load(path, vars, run)?;
     if playbook
         .notify
         .as_ref()
@@ -246,7 +250,7 @@ fn loaded(path: &Path, vars: &BTreeMap<String, String>) -> Result<playbook::Play
 }
 
 fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Result<u8> {
-    let playbook = loaded(path, vars)?;
+    let playbook = loaded(path, vars, None)?;
     match format {
         Format::Json => outln!(
             "{}",
@@ -266,11 +270,10 @@ fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Res
     Ok(exit_code::SUCCESS)
 }
 
-/// Loads a playbook for planning and computes its plan.
-async fn planned(path: &Path, vars: &BTreeMap<String, String>, refresh: bool) -> Result<Plan> {
-    let playbook = loaded(path, vars)?;
-    let observed = plan::observe(&playbook, refresh).await?;
-    Ok(plan::plan(&playbook, &observed))
+/// The plan of a loaded playbook: what it observes now (files, SQL histories) is read here.
+async fn plan_of(playbook: &Playbook, refresh: bool) -> Result<Plan> {
+    let observed = plan::observe(playbook, refresh).await?;
+    Ok(plan::plan(playbook, &observed))
 }
 
 /// Refuses a plan in which a step must not run (exit 3), naming each.
@@ -297,9 +300,10 @@ async fn show_plan(
     detailed: bool,
     refresh: bool,
 ) -> Result<u8> {
-    let plan = planned(path, vars, refresh).await?;
+    let plan = plan_of(&loaded(path, vars, None)?, refresh).await?;
     out!("{}", report::plan(&plan, cli.format));
     if let Some(out) = out {
+        refuse_if_run_dependent(&plan)?;
         std::fs::write(out, plan.to_json())
             .map_err(Error::io(format!("cannot write `{}`", out.display())))?;
     }
@@ -311,21 +315,47 @@ async fn show_plan(
     })
 }
 
-fn exit_for(status: RunStatus) -> u8 {
-    match status {
+/// A saved plan is applied by a run whose identity is chosen when it starts: a plan whose
+/// content shows `{{run.id}}` or `{{run.started_at}}` cannot be saved (it would be stale).
+fn refuse_if_run_dependent(plan: &Plan) -> Result<()> {
+    let stand_in = RunIdentity::planned("");
+    let json = plan.to_json();
+    for (name, value) in [
+        ("run.id", stand_in.id),
+        ("run.started_at", stand_in.started_at),
+    ] {
+        if json.contains(&value) {
+            return Err(Error::Usage(format!(
+                "this plan uses `{{{{{name}}}}}`, which is known only when a run starts, so it cannot be saved and applied later; `runner apply {}` plans with the run's identity and asks before it changes anything",
+                plan.playbook.path
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn exit_for(outcome: engine::Outcome) -> u8 {
+    match outcome.status {
         RunStatus::Succeeded => exit_code::SUCCESS,
+        RunStatus::RolledBack if outcome.drifted => exit_code::REFUSED,
         RunStatus::RolledBack => exit_code::ROLLED_BACK,
         RunStatus::RollbackFailed => exit_code::ROLLBACK_FAILED,
         RunStatus::Paused => exit_code::PAUSED,
     }
 }
 
-/// Asks before changing anything, unless --yes.
+/// Asks before changing anything, unless --yes. The answer is read from a terminal, or from a
+/// pipe or file on stdin; with nothing to read from (`/dev/null`) it is a usage error.
 fn confirm(cli: &Cli, question: &str) -> Result<bool> {
     if cli.yes {
         return Ok(true);
     }
-    if !std::io::stdin().is_terminal() {
+    let answerable = std::io::stdin().is_terminal()
+        || std::fs::metadata("/dev/stdin").is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_fifo() || m.file_type().is_file()
+        });
+    if !answerable {
         return Err(Error::Usage(format!(
             "{question}: there is no terminal to ask on; pass --yes to go ahead without asking"
         )));
@@ -396,11 +426,17 @@ async fn apply(
         None => (target.to_path_buf(), vars.clone()),
     };
     let refresh = saved.as_ref().map_or(refresh, |p| p.playbook.refreshed);
-    let fresh = planned(&path, &vars, refresh).await?;
+    // The playbook is loaded once, rendered for this run (an invalid one leaves no state);
+    // the plan is made from it under the lock, and what is shown is what runs. What it read
+    // is checked again once the answer is in.
+    let playbook = loaded(&path, &vars, Some(&RunIdentity::start()))?;
+    let mut reporter = Reporter::new(cli.format);
+    let _lock = take_lock(cli, force_unlock, &mut reporter)?;
+    let plan = plan_of(&playbook, refresh).await?;
     if let Some(saved) = &saved
-        && saved.hash != fresh.hash
+        && saved.hash != plan.hash
     {
-        let why = saved.differences(&fresh);
+        let why = saved.differences(&plan);
         return Err(Error::refused(
             format!(
                 "the plan `{}` is stale: {}",
@@ -411,41 +447,37 @@ async fn apply(
         ));
     }
     if cli.format != Format::Json && !cli.quiet {
-        out!("{}", report::plan(&fresh, cli.format));
+        out!("{}", report::plan(&plan, cli.format));
     }
-    refuse_if_blocked(&fresh)?;
-    if !confirm(
-        cli,
-        &format!(
-            "apply {} step(s) of `{}`?",
-            fresh.steps.len(),
-            fresh.playbook.name
-        ),
-    )? {
+    refuse_if_blocked(&plan)?;
+    let question = format!(
+        "apply {} step(s) of `{}`?",
+        plan.steps.len(),
+        plan.playbook.name
+    );
+    if !confirm(cli, &question)? {
         errln!("nothing applied");
         return Ok(exit_code::REFUSED);
     }
-    let mut reporter = Reporter::new(cli.format);
-    let _lock = take_lock(cli, force_unlock, &mut reporter)?;
-    let identity = RunIdentity::start(&fresh.playbook.phase);
-    let playbook = playbook::load(&path, &vars, Some(&identity))?;
-    let dir = journal::runs_dir(&cli.state_dir).join(&identity.id);
+    refuse_if_drifted(&plan, &playbook)?;
     let header = Header {
         format: journal::FORMAT.into(),
         version: journal::VERSION,
-        run: identity,
+        run: playbook.run.clone(),
         playbook: std::fs::canonicalize(&path)
             .map_err(Error::io(format!("cannot resolve `{}`", path.display())))?,
         workdir: playbook.workdir.clone(),
         name: playbook.name.clone(),
         vars: vars.clone(),
         inputs: playbook.inputs.clone(),
-        plan_hash: fresh.hash.clone(),
+        plan_hash: plan.hash.clone(),
     };
+    let dir = journal::runs_dir(&cli.state_dir).join(&header.run.id);
     let journal = Journal::create(&dir, &header)?;
     let emitter = Emitter::new(journal, &mut reporter, playbook.secrets.clone());
     let mut run = Run {
         playbook: &playbook,
+        plan: &plan,
         dir: &dir,
         emitter,
     };
@@ -454,7 +486,25 @@ async fn apply(
     Ok(exit_for(status))
 }
 
+/// Refuses (exit 3, nothing applied) when a file the plan read changed while it was shown:
+/// the playbook, a template or SQL file, a file a step writes.
+fn refuse_if_drifted(plan: &Plan, playbook: &Playbook) -> Result<()> {
+    let changed = plan::drifted(&plan.inputs, &playbook.workdir);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(
+        changed.join("\n"),
+        Some("nothing was applied; run the command again to see the plan as things are now".into()),
+    ))
+}
+
 async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
+    if !cli.vars.is_empty() {
+        return Err(Error::Usage(
+            "`resume` runs with the --var values the run started with (its journal keeps them); to change them, roll the run back and apply again".into(),
+        ));
+    }
     let mut reporter = Reporter::new(cli.format);
     let _lock = take_lock(cli, force_unlock, &mut reporter)?;
     let runs = journal::list(&cli.state_dir)?;
@@ -477,6 +527,7 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
     }
     let header = &state.header;
     let playbook = playbook::load(&header.playbook, &header.vars, Some(&header.run))?;
+    let plan = plan_of(&playbook, true).await?;
     // The playbook may be named by another path now (resume runs from anywhere): match it by role.
     let same = |old: &plan::Input, new: &plan::Input| {
         old.role == new.role
@@ -509,9 +560,11 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
         errln!("nothing resumed");
         return Ok(exit_code::REFUSED);
     }
+    refuse_if_drifted(&plan, &playbook)?;
     let emitter = reopen(&state, &mut reporter, playbook.secrets.clone())?;
     let mut run = Run {
         playbook: &playbook,
+        plan: &plan,
         dir: &state.dir,
         emitter,
     };

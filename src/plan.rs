@@ -1,5 +1,6 @@
 //! The plan: a pure value computed from a playbook and what was observed of the files it
-//! touches. `runner plan` prints it; `runner apply` executes it, refusing if it went stale.
+//! touches. `runner plan` prints it; `runner apply` executes it, and each step first checks
+//! that what the plan observed for it still holds (its `expects`), refusing if not.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,8 +12,9 @@ use crate::error::{Error, Result};
 use crate::playbook::{OnFailure, Playbook, Rollback};
 
 /// The plan file format; older or newer files are refused with a clear message.
+/// Version 2 added each step's `expects`.
 pub(crate) const FORMAT: &str = "runner-plan";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Plan {
@@ -59,6 +61,10 @@ pub(crate) struct PlannedStep {
     /// Why this step must not run as things are: the plan is refused (exit 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) refusal: Option<String>,
+    /// What must still hold when the step starts: the files it reads and writes as the plan
+    /// saw them (after the steps before it), and the SQL history it was planned against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) expects: Vec<Input>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -76,6 +82,8 @@ pub(crate) enum InputRole {
     File,
     /// A file a step writes (or saves).
     Target,
+    /// The rows of a SQL history table for one step's files (`path` names the table).
+    History,
 }
 
 impl Input {
@@ -149,6 +157,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
         .iter()
         .map(|step| {
             let mut intent = step.action.plan(&step.id, &state, &playbook.workdir);
+            let expects = expectations(playbook, step, &state);
             if let Some((path, content)) = intent.writes.take() {
                 state.files.insert(path, Some(content));
             }
@@ -166,6 +175,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
                 retries: step.retries,
                 diff: intent.diff.as_deref().map(redact),
                 refusal: intent.refusal.as_deref().map(redact),
+                expects,
             }
         })
         .collect();
@@ -197,6 +207,75 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
     plan
 }
 
+/// What a step depends on as the plan sees it just before the step: the files it reads (as
+/// loaded), the files it touches (as the steps before it leave them), its SQL history.
+fn expectations(playbook: &Playbook, step: &crate::playbook::Step, state: &Observed) -> Vec<Input> {
+    let loaded = |path: &str| {
+        playbook
+            .inputs
+            .iter()
+            .find(|i| i.role == InputRole::File && i.path == path)
+            .and_then(|i| i.sha256.clone())
+    };
+    let mut expects: Vec<Input> = step
+        .action
+        .reads()
+        .into_iter()
+        .map(|path| Input {
+            path: path.to_string(),
+            role: InputRole::File,
+            sha256: loaded(path),
+        })
+        .collect();
+    for path in step.action.observes() {
+        if !expects.iter().any(|e| e.path == path) {
+            expects.push(Input::new(path, InputRole::Target, state.current(path)));
+        }
+    }
+    if let crate::steps::Action::Sql(sql) = &step.action
+        && let Some(Ok(rows)) = state.sql_history(&step.id)
+    {
+        expects.push(sql.expectation(rows));
+    }
+    expects
+}
+
+/// Each file input whose content is no longer what the plan saw, in words naming the file and
+/// both checksums. `Playbook` paths are as given (relative to the current directory); the
+/// others are resolved against `workdir`. History inputs are the engine's to check.
+pub(crate) fn drifted(inputs: &[Input], workdir: &Path) -> Vec<String> {
+    inputs
+        .iter()
+        .filter(|i| i.role != InputRole::History)
+        .filter_map(|input| {
+            let path = match input.role {
+                InputRole::Playbook => Path::new(&input.path).to_path_buf(),
+                _ => workdir.join(&input.path),
+            };
+            let now = match crate::steps::files::read_optional(&path) {
+                Ok(bytes) => bytes.as_deref().map(sha256),
+                Err(e) => return Some(format!("`{}` cannot be read: {e}", input.path)),
+            };
+            (now != input.sha256)
+                .then(|| changed(&input.path, input.sha256.as_deref(), now.as_deref()))
+        })
+        .collect()
+}
+
+/// "`path` changed since the plan was made (sha256 ab12.. -> cd34..)".
+fn changed(what: &str, was: Option<&str>, now: Option<&str>) -> String {
+    let short = |c: Option<&str>| {
+        c.map_or("absent".to_string(), |c| {
+            format!("sha256 {}..", &c[..12.min(c.len())])
+        })
+    };
+    format!(
+        "`{what}` changed since the plan was made ({} -> {})",
+        short(was),
+        short(now)
+    )
+}
+
 impl Plan {
     fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
@@ -226,7 +305,7 @@ impl Plan {
         let version = value.get("version").and_then(|v| v.as_u64());
         if version != Some(u64::from(VERSION)) {
             return Err(Error::Usage(format!(
-                "plan `{}` has format version {}, this runner reads version {VERSION}; make the plan again",
+                "plan `{}` has format version {}, this runner reads version {VERSION} only; make the plan again with this runner",
                 path.display(),
                 version.map_or("?".into(), |v| v.to_string())
             )));
@@ -296,4 +375,56 @@ pub(crate) fn diff(path: &str, current: Option<&[u8]>, new: &[u8]) -> String {
         .context_radius(3)
         .header(&from, &format!("b/{path}"))
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_step_expects_its_files_as_the_steps_before_it_leave_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        std::fs::write(at("one.hbs"), "first ✓\n").unwrap();
+        std::fs::write(at("two.hbs"), "second\n").unwrap();
+        std::fs::write(
+            at("pb.toml"),
+            "[playbook]\nname = \"p\"\nworkdir = \".\"\n\n\
+             [[steps]]\nid = \"a\"\nkind = \"template\"\ntemplate = \"one.hbs\"\ndest = \"out.conf\"\n\n\
+             [[steps]]\nid = \"b\"\nkind = \"template\"\ntemplate = \"two.hbs\"\ndest = \"out.conf\"\n",
+        )
+        .unwrap();
+        let playbook = crate::playbook::load(&at("pb.toml"), &BTreeMap::new(), None).unwrap();
+        let plan = plan(&playbook, &observe(&playbook, false).await.unwrap());
+        let expects = |i: usize| plan.steps[i].expects.clone();
+        assert_eq!(
+            expects(0),
+            vec![
+                Input::new("one.hbs", InputRole::File, Some("first ✓\n".as_bytes())),
+                Input::new("out.conf", InputRole::Target, None),
+            ]
+        );
+        // Step b finds what step a writes, not what is there now.
+        assert_eq!(
+            expects(1)[1],
+            Input::new("out.conf", InputRole::Target, Some("first ✓\n".as_bytes()))
+        );
+        assert!(drifted(&expects(0), &playbook.workdir).is_empty());
+        std::fs::write(at("out.conf"), "someone's\n").unwrap();
+        assert_eq!(
+            drifted(&expects(0), &playbook.workdir),
+            vec![format!(
+                "`out.conf` changed since the plan was made (absent -> sha256 {}..)",
+                &sha256(b"someone's\n")[..12]
+            )]
+        );
+        std::fs::remove_file(at("two.hbs")).unwrap();
+        assert_eq!(
+            drifted(&expects(1), &playbook.workdir)[0],
+            format!(
+                "`two.hbs` changed since the plan was made (sha256 {}.. -> absent)",
+                &sha256(b"second\n")[..12]
+            )
+        );
+    }
 }

@@ -28,13 +28,14 @@ impl RunIdentity {
         }
     }
 
-    /// A new run starting now; its id sorts by start time.
-    pub(crate) fn start(phase: &str) -> Self {
+    /// A new run starting now; its id sorts by start time. Loading the playbook gives it the
+    /// playbook's phase.
+    pub(crate) fn start() -> Self {
         let started_at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
         let id = started_at.replace(['-', ':'], "");
         RunIdentity {
             id,
-            phase: phase.into(),
+            phase: String::new(),
             started_at,
         }
     }

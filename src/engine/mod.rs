@@ -1,6 +1,7 @@
-//! The engine: runs a playbook's steps one at a time, journals every event before going on,
-//! and on failure rolls back the completed steps in reverse order. It never prints: reporters
-//! and the journal consume what it emits.
+//! The engine: runs a plan's steps one at a time, journals every event before going on,
+//! and on failure rolls back the completed steps in reverse order. Before a step starts, what
+//! the plan observed for it must still hold, or the run is refused. It never prints:
+//! reporters and the journal consume what it emits.
 
 mod event;
 mod rollback;
@@ -14,6 +15,7 @@ pub(crate) use rollback::roll_back;
 
 use crate::error::Result;
 use crate::journal::{self, Journal, RunState};
+use crate::plan::{InputRole, Plan, PlannedStep};
 use crate::playbook::{OnFailure, Playbook, Rollback, Step};
 use crate::report::Reporter;
 use crate::secrets::Secrets;
@@ -81,19 +83,37 @@ impl<'r> Emitter<'r> {
     }
 }
 
-/// Where and how a run executes.
+/// Where and how a run executes: the loaded playbook and the plan made from it, step for step.
 pub(crate) struct Run<'a, 'r> {
     pub(crate) playbook: &'a Playbook,
+    pub(crate) plan: &'a Plan,
     pub(crate) dir: &'a Path,
     pub(crate) emitter: Emitter<'r>,
+}
+
+/// How a run ended; `drifted`: because what the plan observed no longer held (exit 3).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outcome {
+    pub(crate) status: RunStatus,
+    pub(crate) drifted: bool,
+}
+
+/// Why a step stopped the run.
+enum Stop {
+    /// It failed: the run follows `on_failure`.
+    Failed,
+    /// It asks the run to pause (an inconclusive gate).
+    Pause,
+    /// What the plan observed for it changed before it started.
+    Drift,
 }
 
 fn millis(since: Instant) -> u64 {
     since.elapsed().as_millis().try_into().unwrap_or(u64::MAX)
 }
 
-/// Runs the playbook's steps; a resumed run skips those its journal says succeeded.
-pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) -> Result<RunStatus> {
+/// Runs the plan's steps; a resumed run skips those its journal says succeeded.
+pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) -> Result<Outcome> {
     let started = Instant::now();
     let playbook = run.playbook;
     let mut undos: Vec<(String, Undo)> = Vec::new();
@@ -117,7 +137,8 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
         steps: playbook.steps.len(),
         resumed: before.is_some(),
     })?;
-    for (index, step) in playbook.steps.iter().enumerate() {
+    debug_assert_eq!(playbook.steps.len(), run.plan.steps.len());
+    for (index, (step, planned)) in playbook.steps.iter().zip(&run.plan.steps).enumerate() {
         if before.is_some_and(|s| s.succeeded.contains(&step.id)) {
             run.emitter.emit(Event::StepSkipped {
                 step: step.id.clone(),
@@ -146,26 +167,24 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
                     status,
                     duration_ms: millis(started),
                 })?;
-                return Ok(status);
+                return Ok(Outcome {
+                    status,
+                    drifted: false,
+                });
             }
         }
-        match run_step(
-            run,
-            step,
-            index + 1,
-            prepared && !reset,
-            &mut undos,
-            &figures,
-        )
-        .await?
-        {
+        let at = Position {
+            index: index + 1,
+            prepared: prepared && !reset,
+        };
+        match run_step(run, step, planned, at, &mut undos, &figures).await? {
             Ok(Some(measured)) => {
                 figures.insert(step.id.clone(), measured);
             }
             Ok(None) => {}
-            Err(pause) => {
+            Err(stop) => {
                 let status = match playbook.on_failure {
-                    _ if pause => RunStatus::Paused,
+                    _ if matches!(stop, Stop::Pause) => RunStatus::Paused,
                     OnFailure::Pause => RunStatus::Paused,
                     OnFailure::Rollback => {
                         let pending: Vec<_> = undos.iter().rev().cloned().collect();
@@ -182,7 +201,10 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
                     status,
                     duration_ms: millis(started),
                 })?;
-                return Ok(status);
+                return Ok(Outcome {
+                    status,
+                    drifted: matches!(stop, Stop::Drift),
+                });
             }
         }
     }
@@ -191,7 +213,43 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
         status: RunStatus::Succeeded,
         duration_ms: millis(started),
     })?;
-    Ok(RunStatus::Succeeded)
+    Ok(Outcome {
+        status: RunStatus::Succeeded,
+        drifted: false,
+    })
+}
+
+/// Where a step is in the run: its 1-based index, and whether an earlier attempt of this run
+/// already journaled its undo record.
+#[derive(Clone, Copy)]
+struct Position {
+    index: usize,
+    prepared: bool,
+}
+
+/// What no longer holds of what the plan observed for a step, in words; empty when all does.
+async fn drift(run: &Run<'_, '_>, step: &Step, planned: &PlannedStep) -> Vec<String> {
+    let mut changed = crate::plan::drifted(&planned.expects, &run.playbook.workdir);
+    for expected in planned
+        .expects
+        .iter()
+        .filter(|e| e.role == InputRole::History)
+    {
+        let crate::steps::Action::Sql(sql) = &step.action else {
+            continue;
+        };
+        // An unreachable database fails the step itself, with its own message.
+        if let Ok(rows) = sql.history().await {
+            let now = sql.expectation(&rows);
+            if now.sha256 != expected.sha256 {
+                changed.push(format!(
+                    "the rows of its files in SQL history {} changed since the plan was made",
+                    expected.path
+                ));
+            }
+        }
+    }
+    changed
 }
 
 /// Sends the run's outcome to the `[notify]` webhook when it asks for it; a webhook that
@@ -220,16 +278,16 @@ async fn announce(run: &mut Run<'_, '_>, status: RunStatus, failed: Option<&str>
 }
 
 /// One step with its attempts: on success, what it measured. The outer error is the engine's
-/// own (the journal failed); the inner one says the step failed, after its events were
-/// emitted, and whether it asks the run to pause rather than follow `on_failure`.
+/// own (the journal failed); the inner one says why the step stopped the run, after its
+/// events were emitted.
 async fn run_step(
     run: &mut Run<'_, '_>,
     step: &Step,
-    index: usize,
-    prepared: bool,
+    planned: &PlannedStep,
+    Position { index, prepared }: Position,
     undos: &mut Vec<(String, Undo)>,
     figures: &BTreeMap<String, serde_json::Value>,
-) -> Result<Result<Option<serde_json::Value>, bool>> {
+) -> Result<Result<Option<serde_json::Value>, Stop>> {
     let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
     let run_id = run
         .dir
@@ -259,6 +317,19 @@ async fn run_step(
             index,
             attempt,
         })?;
+        if attempt == 1 {
+            let changed = drift(run, step, planned).await;
+            if !changed.is_empty() {
+                run.emitter.emit(Event::StepFailed {
+                    step: step.id.clone(),
+                    duration_ms: millis(started),
+                    error: format!("refused: {}; the step did not run", changed.join("; ")),
+                    will_retry: false,
+                    undo: None,
+                })?;
+                return Ok(Err(Stop::Drift));
+            }
+        }
         let result = if attempt == 1 && !prepared {
             prepare(run, step, &cx, undos).await
         } else {
@@ -322,7 +393,7 @@ async fn run_step(
                     undo,
                 })?;
                 if !will_retry {
-                    return Ok(Err(pause));
+                    return Ok(Err(if pause { Stop::Pause } else { Stop::Failed }));
                 }
                 let factor = 2u32.saturating_pow(attempt - 1);
                 tokio::time::sleep(step.backoff.saturating_mul(factor).min(MAX_BACKOFF)).await;

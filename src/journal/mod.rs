@@ -210,11 +210,23 @@ impl RunState {
                 path.display()
             ))
         })?;
-        if header.get("format").and_then(|f| f.as_str()) != Some(FORMAT)
-            || header.get("version").and_then(|v| v.as_u64()) != Some(u64::from(VERSION))
-        {
+        if header.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(Error::refused(
-                format!("journal `{}` is not a version {VERSION} runner journal", path.display()),
+                format!(
+                    "`{}` is not a runner journal (its header has no `\"format\": \"{FORMAT}\"`)",
+                    path.display()
+                ),
+                None,
+            ));
+        }
+        let version = header.get("version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(VERSION)) {
+            return Err(Error::refused(
+                format!(
+                    "journal `{}` has format version {}; this runner reads version {VERSION} only",
+                    path.display(),
+                    version.map_or("(none)".into(), |v| v.to_string())
+                ),
                 Some("it was written by another version of runner; use that version to resume or roll it back".to_string()),
             ));
         }

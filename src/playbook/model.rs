@@ -16,6 +16,8 @@ pub(crate) struct Playbook {
     pub(crate) path: String,
     pub(crate) name: String,
     pub(crate) phase: String,
+    /// The run identity its templates were rendered with (stand-ins when planning alone).
+    pub(crate) run: crate::template::RunIdentity,
     pub(crate) description: Option<String>,
     pub(crate) on_failure: OnFailure,
     /// Where relative paths in steps are resolved.

@@ -422,8 +422,15 @@ pub(super) fn validate(
         .as_ref()
         .map(|h| h.phase.clone().unwrap_or_else(|| h.name.get_ref().clone()))
         .unwrap_or_default();
-    let planned = RunIdentity::planned(&phase);
-    let renderer = Renderer::new(&vars, &secrets, run.unwrap_or(&planned));
+    // The run's identity takes the playbook's phase.
+    let run = match run {
+        Some(run) => RunIdentity {
+            phase: phase.clone(),
+            ..run.clone()
+        },
+        None => RunIdentity::planned(&phase),
+    };
+    let renderer = Renderer::new(&vars, &secrets, &run);
     let mut checker = Checker {
         source,
         renderer: &renderer,
@@ -473,6 +480,7 @@ pub(super) fn validate(
         path: path.display().to_string(),
         name: header.name.into_inner(),
         phase,
+        run,
         description: header.description,
         on_failure,
         workdir,

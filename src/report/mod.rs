@@ -50,6 +50,19 @@ fn verbosity() -> Verbosity {
     VERBOSITY.get().copied().unwrap_or_default()
 }
 
+/// The version of the JSON Lines event stream (`--format json`): every line carries it as
+/// `"version"`, beside its `"event"`.
+pub(crate) const EVENTS_VERSION: u32 = 1;
+
+/// One line of the JSON event stream: the value with the stream's version added.
+fn json_line(value: impl serde::Serialize) -> String {
+    let mut value = serde_json::to_value(value).expect("an event serializes");
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("version".into(), EVENTS_VERSION.into());
+    }
+    value.to_string()
+}
+
 /// Where a run's events go for the operator to see.
 pub(crate) enum Reporter {
     Human(human::Human),
@@ -69,10 +82,7 @@ impl Reporter {
     pub(crate) fn record(&mut self, record: &Record) {
         match self {
             Reporter::Human(h) => h.event(&record.event),
-            Reporter::Json => outln!(
-                "{}",
-                serde_json::to_string(record).expect("a record serializes")
-            ),
+            Reporter::Json => outln!("{}", json_line(record)),
             Reporter::Markdown(m) => m.event(&record.event),
         }
     }
@@ -80,10 +90,7 @@ impl Reporter {
     pub(crate) fn progress(&mut self, event: &Event) {
         match self {
             Reporter::Human(h) => h.event(event),
-            Reporter::Json => outln!(
-                "{}",
-                serde_json::to_string(event).expect("an event serializes")
-            ),
+            Reporter::Json => outln!("{}", json_line(event)),
             Reporter::Markdown(_) => {}
         }
     }
@@ -93,7 +100,7 @@ impl Reporter {
         match self {
             Reporter::Json => outln!(
                 "{}",
-                serde_json::json!({ "event": "note", "message": message })
+                json_line(serde_json::json!({ "event": "note", "message": message }))
             ),
             Reporter::Human(_) | Reporter::Markdown(_) => errln!("note: {message}"),
         }
@@ -138,7 +145,10 @@ pub(crate) fn leave_report(dir: &Path, secrets: &Secrets, format: Format) {
     });
     match (written, format) {
         (Ok(path), Format::Json) => {
-            outln!("{}", serde_json::json!({ "event": "report", "path": path }))
+            outln!(
+                "{}",
+                serde_json::json!({ "event": "report", "version": EVENTS_VERSION, "path": path })
+            )
         }
         (Ok(path), _) => errln!("report: {}", path.display()),
         (Err(e), _) => errln!("warning: no report for this run: {e}"),

@@ -298,6 +298,16 @@ impl Action {
         }
     }
 
+    /// Files the step's content was loaded from (rendered or run as loaded): the plan expects
+    /// them unchanged when the step starts.
+    pub(crate) fn reads(&self) -> Vec<&str> {
+        match self {
+            Action::Template(s) => vec![s.template.as_str()],
+            Action::Sql(s) => s.reads(),
+            _ => Vec::new(),
+        }
+    }
+
     pub(crate) fn plan(&self, id: &str, observed: &Observed, workdir: &Path) -> Intent {
         match self {
             Action::Backup(s) => s.plan(observed),

@@ -92,7 +92,7 @@ impl History {
 }
 
 /// One row of the history table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub(crate) struct Row {
     file: String,
     checksum: String,
@@ -245,6 +245,26 @@ impl Sql {
             }
         }
         (pending, problems)
+    }
+
+    /// The files the step runs, as the playbook names them.
+    pub(crate) fn reads(&self) -> Vec<&str> {
+        self.files.iter().map(|f| f.path.as_str()).collect()
+    }
+
+    /// What the plan expects of the history when the step starts: the rows of this step's
+    /// files as they were read (other steps' rows may change in between).
+    pub(crate) fn expectation(&self, rows: &[Row]) -> crate::plan::Input {
+        let mine: Vec<&Row> = rows
+            .iter()
+            .filter(|r| self.files.iter().any(|f| f.name == r.file))
+            .collect();
+        let text = serde_json::to_vec(&mine).expect("rows serialize");
+        crate::plan::Input::new(
+            &self.history.name(),
+            crate::plan::InputRole::History,
+            Some(&text),
+        )
     }
 
     /// Reads the history table (for `plan --refresh`); an absent table is an empty history.

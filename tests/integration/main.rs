@@ -15,6 +15,7 @@ mod migrate;
 mod phases;
 mod plan;
 mod postgres;
+mod preconditions;
 mod redis;
 mod report;
 mod secrets;

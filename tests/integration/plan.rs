@@ -81,7 +81,7 @@ fn json_plan_is_versioned() {
     )
     .unwrap();
     assert_eq!(json["format"], "runner-plan");
-    assert_eq!(json["version"], 1);
+    assert_eq!(json["version"], 2);
     assert_eq!(json["steps"][0]["id"], "render");
     assert_eq!(json["changes"], 2);
 }
