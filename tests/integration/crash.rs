@@ -113,7 +113,12 @@ fn files(p: &Project) -> Vec<String> {
             } else {
                 String::new()
             };
-            found.push(format!("{name} mode {:o} {content:?}", meta.mode()));
+            found.push(format!(
+                "{name} mode {:o} owner {}:{} {content:?}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid()
+            ));
         }
     }
     found.sort();
