@@ -59,6 +59,9 @@ pub(crate) struct PlannedStep {
     /// Why this step must not run as things are: the plan is refused (exit 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) refusal: Option<String>,
+    /// A compose step's services as runner will create them, YAML, secrets redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) compose: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -166,6 +169,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
                 retries: step.retries,
                 diff: intent.diff.as_deref().map(redact),
                 refusal: intent.refusal.as_deref().map(redact),
+                compose: intent.compose.as_deref().map(redact),
             }
         })
         .collect();

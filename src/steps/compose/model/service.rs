@@ -1,0 +1,482 @@
+//! One service of the compose file resolved into what its container needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::mounts::{self, Mounts};
+use super::ports::{self, Port};
+use super::spec::{self, Bool, Scalar, Words};
+use super::{Project, Vars};
+
+/// One service as its container will be created. Serialized (with the image id) into the
+/// config hash that tells an unchanged service from a changed one; the keys added since the
+/// first release are left out when empty, so older containers keep their hash.
+#[derive(Debug, Serialize, Clone)]
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) container_name: String,
+    pub(crate) image: String,
+    /// The `environment` entries; those of `env_files` are added when the step runs.
+    pub(crate) env: BTreeMap<String, String>,
+    #[serde(serialize_with = "env_file_paths")]
+    pub(crate) env_files: Vec<EnvFile>,
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) entrypoint: Option<Vec<String>>,
+    pub(crate) exposed: BTreeSet<String>,
+    pub(crate) ports: Vec<Port>,
+    pub(crate) binds: Vec<String>,
+    pub(crate) anonymous_volumes: Vec<String>,
+    /// Network keys of the project, with the aliases the container has on each.
+    pub(crate) networks: BTreeMap<String, Vec<String>>,
+    pub(crate) healthcheck: Option<Health>,
+    pub(crate) restart: Option<(String, i64)>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) depends_on: BTreeMap<String, String>,
+    pub(crate) working_dir: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) hostname: Option<String>,
+    pub(crate) stop_grace_seconds: Option<i64>,
+    pub(crate) stop_signal: Option<String>,
+    #[serde(flatten)]
+    pub(crate) more: More,
+    /// Compose's profiles of the service (not part of the container).
+    #[serde(skip)]
+    pub(crate) profiles: Vec<String>,
+    /// Dependencies with `required: false`, which may be missing.
+    #[serde(skip)]
+    pub(crate) optional: BTreeSet<String>,
+}
+
+/// The keys carried out since the first release (empty ones are not serialized).
+#[derive(Debug, Serialize, Clone, Default)]
+pub(crate) struct More {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) build: Option<Build>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) platform: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) tmpfs: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) ipv4_address: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) ipv6_address: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) network_mode: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) extra_hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) cap_drop: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) sysctls: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) ulimits: BTreeMap<String, (i64, i64)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) init: Option<bool>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) privileged: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) read_only: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) tty: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) stdin_open: bool,
+    /// CPU limit in billionths of a CPU, as the engine takes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) nano_cpus: Option<i64>,
+    /// Memory limit in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) memory: Option<i64>,
+}
+
+/// An `env_file`: a missing one is an error only when it is `required` (the default).
+#[derive(Debug, Clone)]
+pub(crate) struct EnvFile {
+    pub(crate) path: PathBuf,
+    pub(crate) required: bool,
+}
+
+fn env_file_paths<S: serde::Serializer>(files: &[EnvFile], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(files.iter().map(|f| &f.path))
+}
+
+/// What to build for a service with `build:`, tagged as its `image`.
+#[derive(Debug, Serialize, Clone)]
+pub(crate) struct Build {
+    pub(crate) context: PathBuf,
+    pub(crate) dockerfile: String,
+    pub(crate) args: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) labels: BTreeMap<String, String>,
+}
+
+/// A healthcheck, durations in nanoseconds as the engine takes them.
+#[derive(Debug, Serialize, Clone)]
+pub(crate) struct Health {
+    pub(crate) test: Vec<String>,
+    pub(crate) interval: Option<i64>,
+    pub(crate) timeout: Option<i64>,
+    pub(crate) retries: Option<i64>,
+    pub(crate) start_period: Option<i64>,
+}
+
+/// Resolves service `key`; what runner does differently from compose goes to `warn`.
+pub(crate) fn resolve(
+    project: &Project,
+    key: &str,
+    s: spec::Service,
+    vars: &Vars,
+    warn: &mut dyn FnMut(String),
+) -> Result<Service, String> {
+    let mut more = More::default();
+    let image = match (&s.image, &s.build) {
+        (Some(image), _) => image.clone(),
+        // docker-compose v1's name; runner writes v1's labels and container names too.
+        (None, Some(_)) => format!("{}_{key}", project.name),
+        (None, None) => return Err("it has neither `image` nor `build`".into()),
+    };
+    if let Some(b) = s.build {
+        for other in b.other.keys() {
+            warn(format!(
+                "build key `{other}` is not supported by runner and is ignored"
+            ));
+        }
+        more.build = Some(Build {
+            context: project
+                .dir
+                .join(b.context.as_deref().unwrap_or("."))
+                .components()
+                .collect(),
+            dockerfile: b.dockerfile.unwrap_or_else(|| "Dockerfile".into()),
+            args: defined(b.args, vars, "build arg", warn),
+            target: b.target,
+            labels: b
+                .labels
+                .0
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .collect(),
+        });
+    }
+    let env = defined(s.environment, vars, "environment variable", warn);
+    let env_files = s
+        .env_file
+        .into_vec()
+        .into_iter()
+        .map(|f| match f {
+            spec::EnvFile::Path(p) => EnvFile {
+                path: project.dir.join(p),
+                required: true,
+            },
+            spec::EnvFile::Long { path, required } => EnvFile {
+                path: project.dir.join(path),
+                required: required.is_none_or(|Bool(b)| b),
+            },
+        })
+        .collect();
+    let (exposed, ports) = ports::resolve(&s.ports, &s.expose)?;
+    let Mounts {
+        binds,
+        anonymous,
+        tmpfs,
+    } = mounts::resolve(project, &s.volumes, &s.configs, &s.secrets, warn)?;
+    more.tmpfs = tmpfs;
+    for t in s.tmpfs.into_vec() {
+        let (path, options) = t.split_once(':').unwrap_or((&t, ""));
+        more.tmpfs.insert(path.to_string(), options.to_string());
+    }
+    let mut networks = BTreeMap::new();
+    more.network_mode = s.network_mode.clone();
+    if s.network_mode.is_none() {
+        let mut attached = s.networks.0;
+        if attached.is_empty() {
+            attached.insert("default".into(), Default::default());
+        }
+        for (n, a) in attached {
+            if !project.networks.contains_key(&n) {
+                return Err(format!("network `{n}` is not declared under `networks:`"));
+            }
+            let mut aliases = vec![key.to_string()];
+            aliases.extend(a.aliases);
+            networks.insert(n.clone(), aliases);
+            if let Some(ip) = a.ipv4_address {
+                more.ipv4_address.insert(n.clone(), ip);
+            }
+            if let Some(ip) = a.ipv6_address {
+                more.ipv6_address.insert(n, ip);
+            }
+        }
+    } else if !s.networks.0.is_empty() {
+        return Err("`network_mode` and `networks` cannot both be given".into());
+    }
+    let mut depends_on = BTreeMap::new();
+    let mut optional = BTreeSet::new();
+    for (dep, d) in s.depends_on.0 {
+        if ![
+            "service_started",
+            "service_healthy",
+            "service_completed_successfully",
+        ]
+        .contains(&d.condition.as_str())
+        {
+            return Err(format!(
+                "depends_on `{dep}`: condition `{}` is not one of service_started, service_healthy, service_completed_successfully",
+                d.condition
+            ));
+        }
+        if d.restart.is_some_and(|Bool(b)| b) {
+            warn(format!(
+                "depends_on `{dep}`: `restart: true` is not carried out (runner does not restart `{key}` when `{dep}` is replaced)"
+            ));
+        }
+        if d.required.is_some_and(|Bool(b)| !b) {
+            optional.insert(dep.clone());
+        }
+        depends_on.insert(dep, d.condition);
+    }
+    more.platform = s.platform;
+    more.extra_hosts = s
+        .extra_hosts
+        .0
+        .into_iter()
+        .map(|(k, v)| match v {
+            Some(ip) => format!("{k}:{ip}"),
+            None => k,
+        })
+        .collect();
+    more.cap_add = s.cap_add;
+    more.cap_drop = s.cap_drop;
+    more.sysctls = s
+        .sysctls
+        .0
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect();
+    more.ulimits = s
+        .ulimits
+        .into_iter()
+        .map(|(k, u)| match u {
+            spec::Ulimit::Single(n) => (k, (n.0, n.0)),
+            spec::Ulimit::Pair { soft, hard } => (k, (soft.0, hard.0)),
+        })
+        .collect();
+    more.init = s.init.map(|b| b.0);
+    let flag = |b: Option<Bool>| b.is_some_and(|b| b.0);
+    more.privileged = flag(s.privileged);
+    more.read_only = flag(s.read_only);
+    more.tty = flag(s.tty);
+    more.stdin_open = flag(s.stdin_open);
+    let mut cpus = s.cpus;
+    let mut memory = s.mem_limit;
+    if let Some(deploy) = s.deploy {
+        for other in deploy.other.keys() {
+            warn(format!(
+                "deploy key `{other}` is for swarm and is ignored by runner"
+            ));
+        }
+        let resources = deploy.resources.map(|r| {
+            for other in r.other.keys() {
+                warn(format!(
+                    "deploy.resources key `{other}` is not supported by runner and is ignored"
+                ));
+            }
+            r.limits
+        });
+        if let Some(limits) = resources.flatten() {
+            for other in limits.other.keys() {
+                warn(format!(
+                    "deploy.resources.limits key `{other}` is not supported by runner and is ignored"
+                ));
+            }
+            cpus = limits.cpus.or(cpus);
+            memory = limits.memory.or(memory);
+        }
+    }
+    more.nano_cpus = cpus
+        .map(|Scalar(c)| {
+            c.parse::<f64>()
+                .map(|c| (c * 1e9).round() as i64)
+                .map_err(|_| format!("cpus `{c}` is not a number"))
+        })
+        .transpose()?;
+    more.memory = memory.map(|Scalar(m)| bytes(&m)).transpose()?;
+    let healthcheck = match s.healthcheck {
+        Some(h) => health(h, warn)?,
+        None => None,
+    };
+    Ok(Service {
+        name: key.to_string(),
+        container_name: s
+            .container_name
+            .unwrap_or_else(|| format!("{}_{key}_1", project.name)),
+        image,
+        env,
+        env_files,
+        command: s.command.map(words).transpose()?,
+        entrypoint: s.entrypoint.map(words).transpose()?,
+        exposed,
+        ports,
+        binds,
+        anonymous_volumes: anonymous,
+        networks,
+        healthcheck,
+        restart: s.restart.as_deref().map(restart).transpose()?,
+        labels: s
+            .labels
+            .0
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect(),
+        depends_on,
+        working_dir: s.working_dir,
+        user: s.user.map(|u| u.0),
+        hostname: s.hostname,
+        stop_grace_seconds: s
+            .stop_grace_period
+            .as_deref()
+            .map(|d| duration_ns(d).map(|ns| ns / 1_000_000_000))
+            .transpose()?,
+        stop_signal: s.stop_signal,
+        more,
+        profiles: s.profiles,
+        optional,
+    })
+}
+
+impl Service {
+    /// Adds the variables of the service's `env_file`s (its `environment` wins over them); a
+    /// missing file that is not `required` is passed over, as compose does.
+    pub(crate) fn read_env_files(&mut self) -> Result<(), String> {
+        for file in &self.env_files {
+            let (path, shown) = (&file.path, file.path.display());
+            if !file.required && !path.exists() {
+                continue;
+            }
+            let iter =
+                dotenvy::from_path_iter(path).map_err(|e| format!("env_file `{shown}`: {e}"))?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| format!("env_file `{shown}`: {e}"))?;
+                self.env.entry(k).or_insert(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `KEY=value` pairs; a key without a value takes it from the interpolation variables, as
+/// compose takes it from its environment, and is left out (with a warning) when unset.
+fn defined(
+    pairs: spec::Pairs,
+    vars: &Vars,
+    what: &str,
+    warn: &mut dyn FnMut(String),
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in pairs.0 {
+        match v.or_else(|| vars.get(&k).cloned()) {
+            Some(v) => {
+                out.insert(k, v);
+            }
+            None => warn(format!(
+                "{what} `{k}` has no value and is not set in the env file, so it is left out"
+            )),
+        }
+    }
+    out
+}
+
+/// A command given as a list, or as one string split the way a shell would.
+fn words(command: Words) -> Result<Vec<String>, String> {
+    match command {
+        Words::List(list) => Ok(list.into_iter().map(|w| w.0).collect()),
+        Words::Text(text) => shlex::split(&text)
+            .ok_or_else(|| format!("cannot split the command `{text}` into words")),
+    }
+}
+
+fn health(h: spec::Healthcheck, warn: &mut dyn FnMut(String)) -> Result<Option<Health>, String> {
+    if let Some(d) = &h.start_interval {
+        warn(format!(
+            "healthcheck.start_interval `{d}` is not carried out: the engine's API 1.41 has no start interval (it came in 1.44)"
+        ));
+    }
+    let test = if h.disable.is_some_and(|Bool(b)| b) {
+        vec!["NONE".to_string()]
+    } else {
+        match h.test {
+            Some(Words::Text(cmd)) => vec!["CMD-SHELL".into(), cmd],
+            Some(Words::List(list)) => list.into_iter().map(|w| w.0).collect(),
+            // Only timings: the image's own test, with these timings.
+            None => Vec::new(),
+        }
+    };
+    let ns = |d: &Option<String>| d.as_deref().map(duration_ns).transpose();
+    Ok(Some(Health {
+        test,
+        interval: ns(&h.interval)?,
+        timeout: ns(&h.timeout)?,
+        retries: h.retries.map(|r| r.0).filter(|r| *r > 0),
+        start_period: ns(&h.start_period)?,
+    }))
+}
+
+fn restart(policy: &str) -> Result<(String, i64), String> {
+    match policy.split_once(':') {
+        Some(("on-failure", n)) => n
+            .parse()
+            .map(|n| ("on-failure".into(), n))
+            .map_err(|_| format!("restart `{policy}`: not a count")),
+        None if ["no", "always", "on-failure", "unless-stopped"].contains(&policy) => {
+            Ok((policy.to_string(), 0))
+        }
+        _ => Err(format!(
+            "restart policy `{policy}` is not one of no, always, on-failure[:n], unless-stopped"
+        )),
+    }
+}
+
+/// A compose duration ("1m30s", "500ms", "10s") in nanoseconds.
+pub(crate) fn duration_ns(text: &str) -> Result<i64, String> {
+    humantime::parse_duration(text)
+        .map(|d| d.as_nanos() as i64)
+        .map_err(|e| format!("`{text}` is not a duration: {e}"))
+}
+
+/// A compose byte size ("512m", "1g", "1.5gb", "1024") in bytes.
+fn bytes(text: &str) -> Result<i64, String> {
+    let lower = text.trim().to_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let scale: i64 = match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("`{text}` is not a size (like 512m or 1g)")),
+    };
+    digits
+        .parse::<f64>()
+        .map(|n| (n * scale as f64) as i64)
+        .map_err(|_| format!("`{text}` is not a size (like 512m or 1g)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_compose() {
+        assert_eq!(bytes("512m"), Ok(512 << 20));
+        assert_eq!(bytes("1G"), Ok(1 << 30));
+        assert_eq!(bytes("1.5gb"), Ok(3 << 29));
+        assert_eq!(bytes("1024"), Ok(1024));
+        assert!(bytes("12 parsecs").is_err());
+        assert!(bytes("m").is_err());
+    }
+}
