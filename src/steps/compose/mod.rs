@@ -125,13 +125,10 @@ impl Compose {
     ) -> Result<Project, String> {
         let text =
             std::str::from_utf8(text).map_err(|_| format!("`{}` is not UTF-8", self.file))?;
-        let mut vars = HashMap::new();
-        if let Some(bytes) = dotenv {
-            for item in dotenvy::from_read_iter(bytes) {
-                let (k, v) = item.map_err(|e| format!("`{}`: {e}", self.env_file))?;
-                vars.insert(k, v);
-            }
-        }
+        let vars = match dotenv {
+            Some(bytes) => dotenv_vars(bytes, &self.env_file)?,
+            None => HashMap::new(),
+        };
         let profiles = match &self.profiles {
             Some(p) => p.clone(),
             None => vars
@@ -447,6 +444,16 @@ impl Compose {
             }
         ))
     }
+}
+
+/// The variables of an env file (`shown` names it in errors).
+pub(crate) fn dotenv_vars(bytes: &[u8], shown: &str) -> Result<model::Vars, String> {
+    let mut vars = HashMap::new();
+    for item in dotenvy::from_read_iter(bytes) {
+        let (k, v) = item.map_err(|e| format!("`{shown}`: {e}"))?;
+        vars.insert(k, v);
+    }
+    Ok(vars)
 }
 
 impl Containers {

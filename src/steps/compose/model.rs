@@ -6,6 +6,8 @@
 //! them.
 
 #[cfg(test)]
+mod corpus;
+#[cfg(test)]
 mod files;
 mod mounts;
 mod ports;

@@ -32,7 +32,7 @@ pub(crate) fn resolve(
             VolumeSpec::Short(spec) => {
                 let parts: Vec<&str> = spec.split(':').collect();
                 match parts.as_slice() {
-                    [target] => m.anonymous.push(target.to_string()),
+                    [target] => m.anonymous.push(container_path(target)),
                     [source, target] => m.binds.push(bind(project, source, target, "")?),
                     [source, target, mode] => m.binds.push(bind(project, source, target, mode)?),
                     _ => return Err(format!("cannot read the volume `{spec}`")),
@@ -86,7 +86,7 @@ fn long_form(project: &Project, v: &LongVolume, m: &mut Mounts) -> Result<(), St
             return Ok(());
         }
         ("volume", None) => {
-            m.anonymous.push(v.target.clone());
+            m.anonymous.push(container_path(&v.target));
             return Ok(());
         }
         ("bind", None) => return Err(format!("the bind mount at `{}` has no `source`", v.target)),
@@ -141,7 +141,15 @@ fn bind(project: &Project, source: &str, target: &str, mode: &str) -> Result<Str
     } else {
         format!(":{mode}")
     };
-    Ok(format!("{host}:{target}{mode}"))
+    Ok(format!("{host}:{}{mode}", container_path(target)))
+}
+
+/// A path in the container without a trailing `/`, as compose writes it.
+fn container_path(path: &str) -> String {
+    match path.trim_end_matches('/') {
+        "" => "/".into(),
+        trimmed => trimmed.into(),
+    }
 }
 
 /// The path without `.` and with `..` taken away from the part before it, as compose does.
