@@ -208,9 +208,12 @@ fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Res
     match format {
         Format::Json => outln!(
             "{}",
-            serde_json::json!({ "valid": true, "playbook": playbook.path, "name": playbook.name, "steps": playbook.steps.len() })
+            serde_json::json!({ "valid": true, "playbook": playbook.path, "name": playbook.name, "steps": playbook.steps.len(), "warnings": playbook.warnings })
         ),
         Format::Human | Format::Markdown => {
+            for w in &playbook.warnings {
+                errln!("warning: {w}");
+            }
             outln!(
                 "`{}` is valid: {} step(s)",
                 playbook.path,

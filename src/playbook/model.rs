@@ -28,6 +28,8 @@ pub(crate) struct Playbook {
     /// Where alerts go (`[notify]`).
     pub(crate) notify: Option<crate::notify::Notify>,
     pub(crate) steps: Vec<Step>,
+    /// What validation found worth saying that is not a problem.
+    pub(crate) warnings: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -47,6 +47,8 @@ pub(crate) struct Checker<'a> {
     notify_service: Option<String>,
     /// The valid steps checked so far, for a step that refers to an earlier one.
     steps: Vec<Step>,
+    /// What a step found that is not wrong but worth saying (compose keys runner ignores).
+    warnings: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -58,6 +60,38 @@ impl Checker<'_> {
     ) {
         self.problems
             .push(self.source.problem(span, message, label));
+    }
+
+    /// A problem that points into another file (a compose file the playbook names).
+    pub(crate) fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    pub(crate) fn warn(&mut self, warning: String) {
+        self.warnings.push(warning);
+    }
+
+    /// `text` with every secret value replaced.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        self.secrets.redact(text)
+    }
+
+    /// What the file at `path` holds when the step being checked runs: what the last earlier
+    /// `template` step renders there (with the keys later `env` steps set), else the file as
+    /// it is now (with those keys); None when there is nothing there yet.
+    pub(crate) fn planned_file(&self, path: &str) -> Option<String> {
+        let mut text = std::fs::read_to_string(self.workdir.join(path)).ok();
+        for step in &self.steps {
+            match &step.action {
+                Action::Template(t) if t.dest == path => text = Some(t.content.clone()),
+                Action::Env(e) if e.file == path => {
+                    // A file the step cannot edit is refused when the plan is made.
+                    text = env::edit(text.as_deref().unwrap_or_default(), &e.set).ok()
+                }
+                _ => {}
+            }
+        }
+        text
     }
 
     /// The valid step `id` before the one being checked.
@@ -334,7 +368,14 @@ pub(super) fn validate(
         None => cwd,
     };
     let vars = vars(document.vars, overrides, source, &mut problems);
-    let secrets = secrets(document.secrets, source, &workdir, &mut problems);
+    let mut warnings = Vec::new();
+    let secrets = secrets(
+        document.secrets,
+        source,
+        &workdir,
+        &mut problems,
+        &mut warnings,
+    );
     let phase = header
         .as_ref()
         .map(|h| h.phase.clone().unwrap_or_else(|| h.name.get_ref().clone()))
@@ -355,6 +396,7 @@ pub(super) fn validate(
         )],
         notify_service: None,
         steps: Vec::new(),
+        warnings,
     };
     let notify = document.notify.and_then(|n| {
         raw::fields(n, source, "[notify]")
@@ -376,6 +418,7 @@ pub(super) fn validate(
         problems,
         inputs,
         steps,
+        warnings,
         ..
     } = checker;
     if !problems.is_empty() {
@@ -394,6 +437,7 @@ pub(super) fn validate(
         inputs,
         notify,
         steps,
+        warnings,
     })
 }
 
@@ -429,6 +473,7 @@ fn secrets(
     source: &Source,
     workdir: &Path,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<String>,
 ) -> Secrets {
     let mut secrets = Secrets::default();
     let Some(value) = value else { return secrets };
@@ -450,7 +495,7 @@ fn secrets(
             }
             (None, Some(file)) => {
                 let key = spec.key.clone().unwrap_or_else(|| name.clone());
-                read_env_file(&workdir.join(file), &key)
+                read_env_file(workdir, file, &key, warnings)
                     .map_err(|why| format!("`{key}` in `{file}`: {why}"))
             }
             _ => Err("give exactly one of `env` or `file`".to_string()),
@@ -487,15 +532,26 @@ fn secrets(
     secrets
 }
 
-fn read_env_file(path: &Path, key: &str) -> Result<String, String> {
-    let iter = dotenvy::from_path_iter(path).map_err(|e| e.to_string())?;
-    for item in iter {
-        let (k, v) = item.map_err(|e| e.to_string())?;
-        if k == key {
-            return Ok(v);
-        }
-    }
-    Err("not set in that file".into())
+/// A value of an env file, read as Compose reads `.env` files; an error names the line, never
+/// its text (which may hold a secret). Compose's warnings (a `$NAME` that is not set, so that
+/// the value lost it) go to `warnings`.
+fn read_env_file(
+    workdir: &Path,
+    file: &str,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
+    let text = std::fs::read_to_string(workdir.join(file)).map_err(|e| e.to_string())?;
+    let mut found = Vec::new();
+    let mut vars =
+        compose::dotenv::read(&text, &|_| None, &mut found).map_err(|e| e.to_string())?;
+    warnings.extend(
+        found
+            .into_iter()
+            .map(|w| format!("secrets file `{file}`: {w}")),
+    );
+    vars.remove(key)
+        .ok_or_else(|| "not set in that file".into())
 }
 
 fn step(

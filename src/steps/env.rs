@@ -1,10 +1,13 @@
-//! `env`: set keys in a `.env` file, keeping every other line and comment as it was.
+//! `env`: set keys in a `.env` file, keeping every other byte as it was (comments, line
+//! endings, other values), found as Docker Compose reads the file, and quoted so that Compose
+//! reads back exactly the value set.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::compose::dotenv;
 use super::files;
 use super::{Intent, StepCx, StepError};
 use crate::plan::{Observed, diff};
@@ -54,17 +57,29 @@ impl Env {
     pub(crate) fn plan(&self, observed: &Observed) -> Intent {
         let current = observed.current(&self.file);
         let text = current.map(String::from_utf8_lossy).unwrap_or_default();
-        let edited = edit(&text, &self.set);
-        let changes = current.is_none() || edited != text;
         let keys: Vec<&str> = self.set.keys().map(String::as_str).collect();
+        let action = format!("set {} in `{}`", keys.join(", "), self.file);
+        let edited = match edit(&text, &self.set) {
+            Ok(edited) => edited,
+            Err(e) => {
+                let mut intent = Intent::new(action, true);
+                intent.refusal = Some(self.unreadable(&e));
+                return intent;
+            }
+        };
+        let changes = current.is_none() || edited != text;
         Intent {
-            action: format!("set {} in `{}`", keys.join(", "), self.file),
+            action,
             changes,
             diff: changes.then(|| diff(&self.file, current, edited.as_bytes())),
             refusal: None,
             writes: Some((self.file.clone(), edited.into_bytes())),
             compose: None,
         }
+    }
+
+    fn unreadable(&self, e: &dotenv::Error) -> String {
+        format!("`{}` cannot be read as Compose reads it: {e}", self.file)
     }
 
     pub(crate) fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
@@ -76,7 +91,7 @@ impl Env {
                 .map_err(|_| StepError::from(format!("`{}` is not UTF-8 text", self.file)))?,
             None => String::new(),
         };
-        let edited = edit(&text, &self.set);
+        let edited = edit(&text, &self.set).map_err(|e| StepError::from(self.unreadable(&e)))?;
         if current.is_some() && edited == text {
             return Ok(format!("`{}` already up to date", self.file));
         }
@@ -92,69 +107,79 @@ fn is_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The key a line assigns, if it is an assignment (`KEY=...` or `export KEY=...`).
-fn assigned_key(line: &str) -> Option<&str> {
-    let line = line.trim_start();
-    let line = line
-        .strip_prefix("export ")
-        .map(str::trim_start)
-        .unwrap_or(line);
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim_end();
-    is_key(key).then_some(key)
-}
-
-/// Sets each key (every assignment of it) and appends the missing ones; other lines stay.
-pub(crate) fn edit(text: &str, set: &BTreeMap<String, String>) -> String {
-    let present: std::collections::BTreeSet<&str> = text.lines().filter_map(assigned_key).collect();
-    let missing: Vec<(&String, &String)> = set
-        .iter()
-        .filter(|(k, _)| !present.contains(k.as_str()))
-        .collect();
+/// Sets each key (every statement of it, keeping an `export ` and what follows the value) and
+/// appends the missing ones, with the file's line ending (CRLF if it has one); every other byte
+/// stays.
+pub(crate) fn edit(text: &str, set: &BTreeMap<String, String>) -> Result<String, dotenv::Error> {
+    let entries = dotenv::parse(text, &|_| None, &mut Vec::new())?;
     let mut out = String::with_capacity(text.len() + 64);
-    for line in text.split_inclusive('\n') {
-        let (body, newline) = match line.strip_suffix('\n') {
-            Some(body) => (body, true),
-            None => (line, !missing.is_empty()),
+    let mut copied = 0;
+    for entry in &entries {
+        let Some(value) = set.get(&entry.key) else {
+            continue;
         };
-        match assigned_key(body).and_then(|k| set.get_key_value(k)) {
-            Some((key, value)) => {
-                let export = if body.trim_start().starts_with("export ") {
-                    "export "
-                } else {
-                    ""
-                };
-                out.push_str(&format!("{export}{key}={}", quote(value)));
-            }
-            None => out.push_str(body),
-        }
-        if newline {
-            out.push('\n');
-        }
+        let statement = &text[entry.span.clone()];
+        let export =
+            if statement.starts_with("export") && statement[6..].starts_with(char::is_whitespace) {
+                "export "
+            } else {
+                ""
+            };
+        out.push_str(&text[copied..entry.span.start]);
+        out.push_str(&format!("{export}{}={}", entry.key, quote(value)));
+        copied = entry.span.end;
+    }
+    out.push_str(&text[copied..]);
+    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut missing = set
+        .iter()
+        .filter(|(k, _)| !entries.iter().any(|e| &e.key == *k))
+        .peekable();
+    if missing.peek().is_some() && !out.is_empty() && !out.ends_with('\n') {
+        out.push_str(newline);
     }
     for (key, value) in missing {
-        out.push_str(&format!("{key}={}\n", quote(value)));
+        out.push_str(&format!("{key}={}{newline}", quote(value)));
     }
-    out
+    Ok(out)
 }
 
-/// Quotes a value the way docker compose and dotenv read it back unchanged.
+/// Quotes a value so that Compose reads it back unchanged: bare when it is plain; else in
+/// single quotes (literal, `\'` for a quote); else, when it holds a backslash or a line break,
+/// in double quotes with `\\`, `\"`, `\n`, `\r`, and `\$` where `$` would start a reference.
+/// (docker-compose v1 reads the same values back but three: one with `${` (its python-dotenv
+/// 0.21 has no way to write it), one that needs `\$` in double quotes (it keeps the `\`), and
+/// one that ends with a backslash (it reads `\\"` as an escaped quote when a later line holds
+/// a quote).)
 fn quote(value: &str) -> String {
     let plain = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_./:@,+=%-".contains(c));
     if plain {
-        value.to_string()
-    } else if !value.contains('\'') && !value.contains('\n') {
-        format!("'{value}'")
-    } else {
-        let escaped = value
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('$', "\\$")
-            .replace('\n', "\\n");
-        format!("\"{escaped}\"")
+        return value.to_string();
     }
+    if !value.contains(['\\', '\n', '\r']) {
+        return format!("'{}'", value.replace('\'', "\\'"));
+    }
+    let mut out = String::from('"');
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '$' if chars
+                .peek()
+                .is_some_and(|n| matches!(n, '{' | '$' | '_') || n.is_alphabetic()) =>
+            {
+                out.push_str("\\$")
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -168,27 +193,152 @@ mod tests {
             .collect()
     }
 
+    fn read(text: &str) -> std::collections::HashMap<String, String> {
+        dotenv::read(text, &|_| None, &mut Vec::new()).unwrap()
+    }
+
     #[test]
     fn keeps_comments_and_other_lines_and_appends_missing_keys() {
-        let text = "# header\nA=1\n\nexport B = old\nC=3\n";
-        let out = edit(text, &set(&[("B", "new value"), ("D", "x")]));
-        assert_eq!(out, "# header\nA=1\n\nexport B='new value'\nC=3\nD=x\n");
+        let text = "# header\nA=1\n\nexport B = old # was\nC: 3\n";
+        let out = edit(text, &set(&[("B", "new value"), ("C", "4"), ("D", "x")])).unwrap();
+        assert_eq!(
+            out,
+            "# header\nA=1\n\nexport B='new value' # was\nC=4\nD=x\n"
+        );
     }
 
     #[test]
     fn unchanged_text_stays_byte_identical_even_without_final_newline() {
-        let text = "A=1\nB=2";
-        assert_eq!(edit(text, &set(&[("A", "1")])), text);
+        let text = "\u{feff}A=1\nB=2";
+        assert_eq!(edit(text, &set(&[("A", "1")])).unwrap(), text);
     }
 
     #[test]
-    fn values_round_trip_through_dotenv() {
-        let tricky = "it's a $HOME \"quote\"";
-        let out = edit("", &set(&[("K", tricky), ("E", "")]));
-        let parsed: BTreeMap<String, String> = dotenvy::from_read_iter(out.as_bytes())
-            .map(Result::unwrap)
+    fn a_crlf_file_keeps_its_line_endings() {
+        let text = "A=1\r\nB=old # c\r\nC='x'\r\n";
+        let out = edit(text, &set(&[("B", "new value"), ("C", "y"), ("D", "z")])).unwrap();
+        assert_eq!(out, "A=1\r\nB='new value' # c\r\nC=y\r\nD=z\r\n");
+        let out = edit("A=1\r\nB=2", &set(&[("D", "z")])).unwrap();
+        assert_eq!(out, "A=1\r\nB=2\r\nD=z\r\n");
+    }
+
+    #[test]
+    fn a_line_inside_a_quoted_value_is_not_a_key() {
+        let text = "A=\"first\nB=inside\nlast\"\nB=1\n";
+        let out = edit(text, &set(&[("B", "2")])).unwrap();
+        assert_eq!(out, "A=\"first\nB=inside\nlast\"\nB=2\n");
+        assert_eq!(read(&out)["A"], "first\nB=inside\nlast");
+    }
+
+    #[test]
+    fn a_file_compose_cannot_read_is_refused_naming_the_line_only() {
+        let err = edit("A=1\nB=\"S3CRET\n", &set(&[("A", "2")])).unwrap_err();
+        assert_eq!(err.to_string(), "line 2: unterminated quoted value");
+    }
+
+    /// Values docker-compose v1 (python-dotenv 0.21) also reads back exactly.
+    fn hostile() -> Vec<String> {
+        let mut values: Vec<String> = [
+            "",
+            "plain",
+            "it's a $HOME \"quote\"",
+            "spaces  inside ",
+            " leading",
+            "#hash",
+            "a #b",
+            "semi;colon & pipe | <>",
+            "ünïcödé ✓ 🚀",
+            "tab\there",
+            "back\\slash",
+            "\\0123 \\n \\t",
+            "multi\nline",
+            "crlf\r\nline",
+            "lone\rcr",
+            "quote's \"both\" 'x'",
+            "$",
+            "cost $5",
+            "$$ and $1",
+            "'",
+            "\"",
+            "''",
+            "x'y\\z",
+            "a=b=c",
+            "emoji 🚀 $PATH",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+        values.push(format!("{} {}", "x".repeat(100_000), "ü".repeat(1000)));
+        values
+    }
+
+    #[test]
+    fn hostile_values_round_trip_through_composes_rules() {
+        let mut values = hostile();
+        // Beyond what docker-compose v1 can read back.
+        values.extend(
+            [
+                "${NOT_A_VAR}",
+                "a\\$b",
+                "line\n$HOME",
+                "$$HOME",
+                "${A:-x}",
+                "ends with \\",
+            ]
+            .map(String::from),
+        );
+        let pairs: Vec<(String, String)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("K{i}"), v.clone()))
             .collect();
-        assert_eq!(parsed["K"], tricky);
-        assert_eq!(parsed["E"], "");
+        let wanted: BTreeMap<String, String> = pairs.iter().cloned().collect();
+        let out = edit("# kept\nK0=old\n", &wanted).unwrap();
+        let got = read(&out);
+        for (k, v) in &pairs {
+            assert_eq!(got.get(k), Some(v), "{k} written as {:?}", quote(v));
+        }
+        // Written again over itself, nothing changes.
+        assert_eq!(edit(&out, &wanted).unwrap(), out);
+    }
+
+    #[test]
+    fn hostile_values_read_back_by_docker_compose() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = hostile();
+        let wanted: BTreeMap<String, String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("K{i}"), v.clone()))
+            .collect();
+        std::fs::write(dir.path().join(".env"), edit("", &wanted).unwrap()).unwrap();
+        let env: String = wanted
+            .keys()
+            .map(|k| format!("      {k}: \"${{{k}}}\"\n"))
+            .collect();
+        let compose = format!("services:\n  app:\n    image: busybox\n    environment:\n{env}");
+        std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
+        let output = std::process::Command::new("docker-compose")
+            .arg("config")
+            .current_dir(dir.path())
+            .output()
+            .expect("docker-compose (v1.29) is on PATH");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let config: serde_yaml::Value = serde_yaml::from_slice(&output.stdout).unwrap();
+        let seen = &config["services"]["app"]["environment"];
+        for (k, v) in &wanted {
+            // `config` prints each `$` as `$$`.
+            let shown = seen[k.as_str()].as_str().map(|s| s.replace("$$", "$"));
+            assert_eq!(
+                shown.as_deref(),
+                Some(v.as_str()),
+                "{k} written as {:?}",
+                quote(v)
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: they drive the real `runner` binary in temporary projects.
 
 mod apply;
+mod compose_files;
 mod diagnostics;
 mod docker;
 mod examples;

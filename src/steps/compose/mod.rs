@@ -4,10 +4,13 @@
 //! journaled; a replaced or stopped container is kept (stopped, renamed) so that rollback puts
 //! the very same container back.
 
+pub(crate) mod dotenv;
 mod engine;
+pub(crate) mod interpolate;
 mod model;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,7 @@ use toml::Spanned;
 use self::model::Project;
 use super::docker_build::{Recipe, Tags, build};
 use super::{Intent, StepCx, StepError, Undo};
+use crate::diagnostic::{Problem, Source};
 use crate::docker::{self, describe};
 use crate::plan::Observed;
 use crate::playbook::Checker;
@@ -103,32 +107,137 @@ impl Compose {
             );
             return None;
         }
-        Some(Compose {
+        let compose = Compose {
             file,
             env_file,
             project,
             services,
             wait,
             profiles: raw.profiles.map(Spanned::into_inner),
-        })
+        };
+        compose.check(cx, raw.file.span());
+        Some(compose)
+    }
+
+    /// Reads the compose file at validate time, as it will be when the step runs (rendered by
+    /// an earlier template step, or on disk); one that does not exist yet is checked when the
+    /// plan is made. A YAML or interpolation error points into the file (or into its env file);
+    /// the keys runner ignores are warnings. A file that holds a secret is not quoted: its
+    /// problems give the line and column.
+    fn check(&self, cx: &mut Checker<'_>, field: Range<usize>) {
+        let Some(text) = cx.planned_file(&self.file) else {
+            return;
+        };
+        let dotenv = cx.planned_file(&self.env_file);
+        let mut warnings = Vec::new();
+        let problem =
+            |cx: &Checker<'_>, name: &str, text: &str, at: Range<usize>, message: String| {
+                let (line, column) = line_column(text, at.start);
+                if cx.holds_secret(text) {
+                    return Problem::bare(format!(
+                        "`{name}`, line {line}, column {column}: {}",
+                        cx.redact(&message)
+                    ));
+                }
+                Source::new(name, text).problem(at, message, "here")
+            };
+        let vars = match self.vars(dotenv.as_deref(), &mut warnings) {
+            Ok(vars) => vars,
+            Err(e) => {
+                let dotenv = dotenv.unwrap_or_default();
+                let at = point(&dotenv, e.offset);
+                let p = problem(
+                    cx,
+                    &self.env_file,
+                    &dotenv,
+                    at,
+                    format!("`{}`: {e}", self.env_file),
+                );
+                return cx.push(p);
+            }
+        };
+        let mut value: serde_yaml::Value = match serde_yaml::from_str(&text) {
+            Ok(value) => value,
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map_or(0, |l| offset(&text, l.line(), l.column()));
+                let at = point(&text, at);
+                let p = problem(
+                    cx,
+                    &self.file,
+                    &text,
+                    at,
+                    format!("`{}` is not valid YAML: {e}", self.file),
+                );
+                return cx.push(p);
+            }
+        };
+        if let Err(e) = interpolate::tree(&mut value, &vars) {
+            let at = match text.find(&e.template) {
+                Some(i) => i..i + e.template.len(),
+                None => point(&text, 0),
+            };
+            let p = problem(cx, &self.file, &text, at, format!("`{}`: {e}", self.file));
+            return cx.push(p);
+        }
+        match self.load(
+            text.as_bytes(),
+            dotenv.as_deref().map(str::as_bytes),
+            cx.workdir(),
+        ) {
+            Ok((project, _)) => {
+                for w in project.warnings {
+                    cx.warn(w);
+                }
+            }
+            Err(why) => {
+                let why = cx.redact(&why);
+                cx.problem(field, why, "this compose file");
+            }
+        }
     }
 
     pub(crate) fn observes(&self) -> Vec<&str> {
         vec![self.file.as_str(), self.env_file.as_str()]
     }
 
+    /// The interpolation variables: the env file's, read as compose reads a project `.env`
+    /// (only from it: runner does not read its own environment into containers).
+    fn vars(
+        &self,
+        dotenv: Option<&str>,
+        warnings: &mut Vec<String>,
+    ) -> Result<HashMap<String, String>, dotenv::Error> {
+        let Some(text) = dotenv else {
+            return Ok(HashMap::new());
+        };
+        let mut found = Vec::new();
+        let vars = dotenv::read(text, &|_| None, &mut found)?;
+        warnings.extend(
+            found
+                .into_iter()
+                .map(|w| format!("`{}`: {w}", self.env_file)),
+        );
+        Ok(vars)
+    }
+
+    /// The project, its interpolation variables, and the selected services checked.
     fn load(
         &self,
         text: &[u8],
         dotenv: Option<&[u8]>,
         workdir: &std::path::Path,
-    ) -> Result<Project, String> {
-        let text =
-            std::str::from_utf8(text).map_err(|_| format!("`{}` is not UTF-8", self.file))?;
-        let vars = match dotenv {
-            Some(bytes) => dotenv_vars(bytes, &self.env_file)?,
-            None => HashMap::new(),
+    ) -> Result<(Project, HashMap<String, String>), String> {
+        let utf8 = |bytes, name: &str| {
+            std::str::from_utf8(bytes).map_err(|_| format!("`{name}` is not UTF-8"))
         };
+        let text = utf8(text, &self.file)?;
+        let dotenv = dotenv.map(|d| utf8(d, &self.env_file)).transpose()?;
+        let mut warnings = Vec::new();
+        let vars = self
+            .vars(dotenv, &mut warnings)
+            .map_err(|e| format!("`{}`: {e}", self.env_file))?;
         let profiles = match &self.profiles {
             Some(p) => p.clone(),
             None => vars
@@ -142,7 +251,7 @@ impl Compose {
             profiles: &profiles,
             named: &self.services,
         };
-        let project = model::load(
+        let mut project = model::load(
             &self.file,
             text,
             &vars,
@@ -150,12 +259,16 @@ impl Compose {
             workdir,
             &selection,
         )?;
+        for w in &project.warnings {
+            warnings.push(format!("`{}`: {w}", self.file));
+        }
+        project.warnings = warnings;
         for s in &self.services {
             if !project.services.contains_key(s) {
                 return Err(format!("`{}` has no service `{s}`", self.file));
             }
         }
-        Ok(project)
+        Ok((project, vars))
     }
 
     /// The selected services, each after those it depends on.
@@ -205,7 +318,7 @@ impl Compose {
         };
         let loaded = self
             .load(text, observed.current(&self.env_file), workdir)
-            .and_then(|p| Ok((self.order(&p)?, p)));
+            .and_then(|(p, _)| Ok((self.order(&p)?, p)));
         let (order, project) = match loaded {
             Ok(loaded) => loaded,
             Err(why) => {
@@ -258,7 +371,7 @@ impl Compose {
 
     /// Records the container each selected service has now.
     pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Undo, StepError> {
-        let project = self.read(cx)?;
+        let (project, _) = self.read(cx)?;
         let order = self.order(&project)?;
         let docker = docker::connect()
             .await
@@ -294,7 +407,7 @@ impl Compose {
         }))
     }
 
-    fn read(&self, cx: &StepCx<'_>) -> Result<Project, StepError> {
+    fn read(&self, cx: &StepCx<'_>) -> Result<(Project, HashMap<String, String>), StepError> {
         let text = std::fs::read(cx.resolve(&self.file))
             .map_err(StepError::io(format!("cannot read `{}`", self.file)))?;
         let dotenv = super::files::read_optional(&cx.resolve(&self.env_file))
@@ -303,14 +416,17 @@ impl Compose {
     }
 
     pub(crate) async fn up(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let mut project = self.read(cx)?;
+        let (mut project, vars) = self.read(cx)?;
         for (name, service) in project.services.iter_mut() {
-            service
-                .read_env_files()
+            let found = service
+                .read_env_files(&vars)
                 .map_err(|e| format!("service `{name}`: {e}"))?;
+            project
+                .warnings
+                .extend(found.into_iter().map(|w| format!("service `{name}`: {w}")));
         }
         for w in &project.warnings {
-            cx.warn(format!("`{}`: {w}", self.file));
+            cx.warn(w.clone());
         }
         let order = self.order(&project)?;
         let docker = docker::connect().await?;
@@ -414,7 +530,7 @@ impl Compose {
     }
 
     pub(crate) async fn down(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let project = self.read(cx)?;
+        let (project, _) = self.read(cx)?;
         let docker = docker::connect().await?;
         let mut stopped = Vec::new();
         for name in self.order(&project)?.iter().rev() {
@@ -446,14 +562,39 @@ impl Compose {
     }
 }
 
-/// The variables of an env file (`shown` names it in errors).
-pub(crate) fn dotenv_vars(bytes: &[u8], shown: &str) -> Result<model::Vars, String> {
-    let mut vars = HashMap::new();
-    for item in dotenvy::from_read_iter(bytes) {
-        let (k, v) = item.map_err(|e| format!("`{shown}`: {e}"))?;
-        vars.insert(k, v);
+/// The byte offset of a 1-based line and column (in characters), clamped to the text.
+fn offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum();
+    let start = start.min(text.len());
+    text[start..]
+        .char_indices()
+        .nth(column - 1)
+        .map_or(text.len(), |(i, _)| start + i)
+}
+
+/// The character at a byte offset (the last one when the offset is at the end).
+fn point(text: &str, at: usize) -> Range<usize> {
+    match text[at..].chars().next() {
+        Some(c) => at..at + c.len_utf8(),
+        None => text[..at]
+            .char_indices()
+            .last()
+            .map_or(at..at, |(i, _)| i..at),
     }
-    Ok(vars)
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 impl Containers {

@@ -85,7 +85,8 @@ fn vars(dir: &Path) -> Vars {
     let Ok(bytes) = std::fs::read(dir.join(".env")) else {
         return Vars::new();
     };
-    super::super::dotenv_vars(&bytes, ".env").unwrap()
+    let text = String::from_utf8(bytes).unwrap();
+    crate::steps::compose::dotenv::read(&text, &|_| None, &mut Vec::new()).unwrap()
 }
 
 /// The project with every profile enabled (docker-compose 1.29's `config` shows them all).

@@ -80,10 +80,10 @@ x-anchors: {}
 
 #[test]
 fn errors_name_the_place() {
-    let text = "services:\n  app:\n    image: x\n    environment: [\"K=${NOPE}\"]\n";
+    let text = "services:\n  app:\n    image: x\n    environment: [\"K=${NOPE:?}\"]\n";
     let err = load("c.yml", text, &vars(), Some("p"), Path::new("/w"), &ALL).unwrap_err();
     assert!(
-        err.starts_with("`c.yml`: services.app.environment[0]: variable `NOPE` is not set"),
+        err.starts_with("`c.yml`: error while interpolating services.app.environment[0]: required variable NOPE is missing a value"),
         "{err}"
     );
     let text = "services:\n  app:\n    image: x\n    depends_on: [db]\n";

@@ -349,22 +349,33 @@ pub(crate) fn resolve(
 }
 
 impl Service {
-    /// Adds the variables of the service's `env_file`s (its `environment` wins over them); a
-    /// missing file that is not `required` is passed over, as compose does.
-    pub(crate) fn read_env_files(&mut self) -> Result<(), String> {
+    /// Adds the variables of the service's `env_file`s (its `environment` wins over them);
+    /// their values refer to the project's `vars`, then to the `environment`, as in compose.
+    /// A missing file that is not `required` is passed over. Returns compose's warnings.
+    pub(crate) fn read_env_files(&mut self, vars: &Vars) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
+        let mut read: Vars = self.env.clone().into_iter().collect();
         for file in &self.env_files {
             let (path, shown) = (&file.path, file.path.display());
             if !file.required && !path.exists() {
                 continue;
             }
-            let iter =
-                dotenvy::from_path_iter(path).map_err(|e| format!("env_file `{shown}`: {e}"))?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| format!("env_file `{shown}`: {e}"))?;
-                self.env.entry(k).or_insert(v);
-            }
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("env_file `{shown}`: {e}"))?;
+            let lookup = |k: &str| vars.get(k).or_else(|| self.env.get(k)).cloned();
+            let mut found = Vec::new();
+            crate::steps::compose::dotenv::read_into(&text, &lookup, &mut read, &mut found)
+                .map_err(|e| format!("env_file `{shown}`: {e}"))?;
+            warnings.extend(
+                found
+                    .into_iter()
+                    .map(|w| format!("env_file `{shown}`: {w}")),
+            );
         }
-        Ok(())
+        for (k, v) in read {
+            self.env.entry(k).or_insert(v);
+        }
+        Ok(warnings)
     }
 }
 
