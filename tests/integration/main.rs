@@ -2,6 +2,7 @@
 
 mod apply;
 mod compose_files;
+mod compose_real;
 mod diagnostics;
 mod docker;
 mod examples;

@@ -1,0 +1,183 @@
+//! Compose files nobody here wrote, planned and applied on the real engine: the runbook's
+//! (its app has `build: .` and no `image`) and the relay's own (with its `.env.example` as
+//! `.env`; three services behind `profiles: [monitoring]`). No registry: the images are those
+//! scripts/images.sh builds, and the app is a tiny local build. What the test changes in each
+//! file is listed where it changes it (host ports, names shared by the machine, and health
+//! intervals, to be fast).
+
+use std::time::Duration;
+
+use crate::docker::{Stack, docker, free_port, http_get, wait_until};
+use crate::support::Project;
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/compose-corpus");
+
+/// The app: a build context whose image answers `/health` on port 3000 and has curl.
+fn app_context(p: &Project, dir: &str) {
+    p.write(
+        &format!("{dir}/Dockerfile"),
+        "FROM runner-base:bookworm\nRUN mkdir -p /www && echo ok > /www/health\nCMD [\"python3\", \"-m\", \"http.server\", \"3000\", \"--directory\", \"/www\"]\n",
+    );
+}
+
+fn state(container: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+        container,
+    ])
+}
+
+fn playbook(stack: &Stack, file: &str) -> String {
+    format!(
+        "[playbook]\nname = \"real\"\n\n[[steps]]\nid = \"up\"\nkind = \"compose_up\"\nfile = \"{file}\"\nproject = \"{}\"\nwait = \"90s\"\n",
+        stack.name
+    )
+}
+
+#[test]
+fn the_runbooks_compose_file_builds_its_app_and_starts_the_default_profile() {
+    let stack = Stack::new("rb");
+    let p = Project::new();
+    let text =
+        std::fs::read_to_string(format!("{CORPUS}/runbook/docker-compose.hybrid.yml")).unwrap();
+    let (redis, pg, app) = (free_port(), free_port(), free_port());
+    // Changed: host ports (the machine's own services hold 6379 and 5432), the fixed names
+    // (other sessions share this engine), and health intervals (30s and 40s would be slow).
+    let text = text
+        .replace("claude-relay-", &format!("{}-", stack.name))
+        .replace("\"6379:6379\"", &format!("\"127.0.0.1:{redis}:6379\""))
+        .replace("\"5432:5432\"", &format!("\"127.0.0.1:{pg}:5432\""))
+        .replace("\"3000:3000\"", &format!("\"127.0.0.1:{app}:3000\""))
+        .replace("interval: 10s", "interval: 1s")
+        .replace("interval: 30s", "interval: 1s")
+        .replace("start_period: 40s", "start_period: 1s");
+    p.write("stack/docker-compose.hybrid.yml", &text)
+        .write("stack/docker/redis/redis.conf", "port 6379\nbind 0.0.0.0\n")
+        .write("stack/docker/postgres/init/.keep", "")
+        .write("stack/docker/postgres/postgresql.conf", "\n")
+        .write(
+            "up.toml",
+            &playbook(&stack, "stack/docker-compose.hybrid.yml"),
+        );
+    app_context(&p, "stack");
+    let image = format!("{}_claude-relay", stack.name);
+    let _image = Image(image.clone());
+
+    let plan = p.run(&["plan", "--show-compose", "up.toml"]).expect(0);
+    for left_out in ["redis-insight", "pgadmin", "grafana"] {
+        assert!(
+            plan.stdout.contains(&format!(
+                "{left_out} is left out (profiles monitoring not enabled)"
+            )),
+            "{}",
+            plan.stdout
+        );
+    }
+    assert!(
+        plan.stdout.contains(&format!("build `{image}` from")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(&format!("image: {image}\n")),
+        "{}",
+        plan.stdout
+    );
+
+    p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    for c in ["redis", "postgres", "app"] {
+        assert_eq!(
+            state(&format!("{}-{c}", stack.name)),
+            "running healthy",
+            "{c}"
+        );
+    }
+    for c in ["redis-insight", "pgadmin", "grafana"] {
+        let name = format!("{}-{c}", stack.name);
+        assert!(
+            docker(&["ps", "-aq", "--filter", &format!("name=^{name}$")]).is_empty(),
+            "{c} was not created"
+        );
+    }
+    assert!(http_get(app, "/health").is_some_and(|h| h.contains("200 OK")));
+    // Built as docker-compose v1 names it, and the network and volumes under their `name:`.
+    assert!(!docker(&["image", "inspect", "-f", "{{.Id}}", &image]).is_empty());
+    docker(&["network", "inspect", &format!("{}-network", stack.name)]);
+    docker(&["volume", "inspect", &format!("{}-redis-data", stack.name)]);
+
+    p.run(&["rollback", "--yes"]).expect(0);
+    assert!(
+        docker(&["images", "-q", &image]).is_empty(),
+        "rollback removes the tag the build made (it did not exist before)"
+    );
+    let left = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("name=^{}-app$", stack.name),
+    ]);
+    assert!(left.is_empty(), "and the app container it created");
+}
+
+#[test]
+fn the_relays_compose_file_with_its_env_example_starts_only_the_default_profile() {
+    let stack = Stack::new("rl");
+    let p = Project::new();
+    let dir = format!("{CORPUS}/relay");
+    let text = std::fs::read_to_string(format!("{dir}/docker-compose.yml")).unwrap();
+    let env = std::fs::read_to_string(format!("{dir}/.env.example")).unwrap();
+    let port = free_port();
+    // Changed: the image the build is tagged as (a global name), health intervals, and in the
+    // `.env` the published port and address.
+    let text = text
+        .replace(
+            "weishaw/claude-relay-service:latest",
+            &format!("{}-app:latest", stack.name),
+        )
+        .replace("interval: 30s", "interval: 1s");
+    let env = env.replace(
+        "\nPORT=3000\n",
+        &format!("\nPORT={port}\nBIND_HOST=127.0.0.1\n"),
+    );
+    p.write("relay/docker-compose.yml", &text)
+        .write("relay/.env", &env)
+        .write("up.toml", &playbook(&stack, "relay/docker-compose.yml"));
+    app_context(&p, "relay");
+
+    p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    let label = format!("label=com.docker.compose.project={}", stack.name);
+    let names = docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &label]);
+    let mut names: Vec<&str> = names.split_whitespace().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            format!("{}_claude-relay_1", stack.name),
+            format!("{}_redis_1", stack.name)
+        ],
+        "only the default profile"
+    );
+    wait_until("the relay answers", Duration::from_secs(10), || {
+        http_get(port, "/health").is_some_and(|h| h.contains("200 OK"))
+    });
+    let env = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Config.Env}}{{println .}}{{end}}",
+        &format!("{}_claude-relay_1", stack.name),
+    ]);
+    assert!(env.contains("WEB_TITLE=Claude Relay Service\n"), "{env}");
+}
+
+/// Removes an image tag when dropped.
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", "-f", &self.0])
+            .output();
+    }
+}
