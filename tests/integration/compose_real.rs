@@ -181,3 +181,55 @@ impl Drop for Image {
             .output();
     }
 }
+
+/// `plan --show-compose`: the services as runner will create them, in the shape of
+/// `docker-compose config`, with a secret the rendered file and its `.env` hold redacted.
+#[test]
+fn plan_shows_the_resolved_services_with_secrets_redacted() {
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        "[playbook]\nname = \"view\"\n\n[secrets]\nDB_PASSWORD = { env = \"DB_PASSWORD\" }\n\n[[steps]]\nid = \"render\"\nkind = \"template\"\ntemplate = \"c.hbs\"\ndest = \"deploy/docker-compose.yml\"\n\n[[steps]]\nid = \"env\"\nkind = \"env\"\nfile = \"deploy/.env\"\nset = { PG = \"{{secrets.DB_PASSWORD}}\" }\n\n[[steps]]\nid = \"up\"\nkind = \"compose_up\"\nfile = \"deploy/docker-compose.yml\"\nproject = \"view\"\n",
+    )
+    .write(
+        "c.hbs",
+        "x-base: &base\n  restart: unless-stopped\nservices:\n  db:\n    <<: *base\n    image: postgres:15-alpine\n    environment: { POSTGRES_PASSWORD: \"{{secrets.DB_PASSWORD}}\", FROM_ENV: \"${PG}\", \"ÜBER\": \"日本 🚀\" }\n    ports: [5432]\n    expose: [9187]\n    healthcheck: { test: pg_isready, interval: 1m30s, retries: \"${R:-5}\" }\n  debug:\n    image: busybox\n    profiles: [debug]\n",
+    );
+    let plan = p.run(&["plan", "--show-compose", "pb.toml"]).expect(0);
+    let out = &plan.stdout;
+    let yaml = out
+        .split_once("# step `up` (compose_up): the services as runner will create them\n")
+        .map(|(_, y)| y)
+        .unwrap_or_else(|| panic!("no compose view in:\n{out}"));
+    assert!(!out.contains(crate::support::SENTINEL), "{out}");
+    let view: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+    let db = &view["services"]["db"];
+    assert_eq!(db["container_name"], "view_db_1");
+    assert_eq!(db["restart"], "unless-stopped", "the merge key applied");
+    assert_eq!(db["environment"]["ÜBER"], "日本 🚀");
+    for key in ["POSTGRES_PASSWORD", "FROM_ENV"] {
+        let shown = db["environment"][key].as_str().unwrap();
+        assert!(
+            !shown.is_empty() && !shown.contains(crate::support::SENTINEL),
+            "{key}: {shown}"
+        );
+    }
+    assert_eq!(db["healthcheck"]["test"][0], "CMD-SHELL");
+    assert_eq!(db["healthcheck"]["interval"], "1m30s");
+    assert_eq!(db["healthcheck"]["retries"], 5);
+    assert_eq!(db["networks"]["default"]["name"], "view_default");
+    assert!(
+        db["expose"]
+            .as_sequence()
+            .unwrap()
+            .contains(&"9187/tcp".into())
+    );
+    assert_eq!(view["x-runner-disabled"]["debug"][0], "debug");
+    // Without the flag the plan is as before: no view.
+    let plain = p.run(&["plan", "pb.toml"]).expect(0);
+    assert!(
+        !plain
+            .stdout
+            .contains("the services as runner will create them")
+    );
+}
