@@ -233,3 +233,59 @@ fn plan_shows_the_resolved_services_with_secrets_redacted() {
             .contains("the services as runner will create them")
     );
 }
+
+/// The keys of the Compose Specification runner carries out reach the engine: the container
+/// and network as `docker inspect` shows them.
+#[test]
+fn the_specification_keys_reach_the_container() {
+    let stack = Stack::new("keys");
+    let p = Project::new();
+    let subnet = format!("172.{}.0", 100 + std::process::id() % 50);
+    p.write(
+        "deploy/docker-compose.yml",
+        &format!(
+            "services:\n  box:\n    image: redis:7-alpine\n    command: [sleep, infinity]\n    init: \"true\"\n    cap_add: [NET_ADMIN]\n    cap_drop: [MKNOD]\n    tmpfs: [\"/scratch:size=1m\"]\n    extra_hosts: {{ db.local: 10.1.2.3 }}\n    ulimits: {{ nofile: {{ soft: 1024, hard: 2048 }} }}\n    sysctls: {{ net.core.somaxconn: 511 }}\n    cpus: 0.5\n    mem_limit: 64m\n    expose: [6000]\n    volumes: [\"./conf:/conf:ro,z\"]\n    secrets: [token]\n    configs: [{{ source: app, target: /etc/app.conf }}]\n    networks: {{ front: {{ ipv4_address: {subnet}.10 }} }}\n    healthcheck: {{ disable: true }}\nnetworks:\n  front:\n    ipam: {{ config: [{{ subnet: {subnet}.0/24 }}] }}\nsecrets:\n  token: {{ file: ./token.txt }}\nconfigs:\n  app: {{ file: ./app.conf }}\n"
+        ),
+    )
+    .write("deploy/conf/x", "x")
+    .write("deploy/token.txt", "t0ken")
+    .write("deploy/app.conf", "k=v")
+    .write("up.toml", &playbook(&stack, "deploy/docker-compose.yml"));
+    p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    let c = format!("{}_box_1", stack.name);
+    let f = |format: &str| docker(&["inspect", "-f", format, &c]);
+    assert_eq!(f("{{.HostConfig.Init}}"), "true");
+    assert_eq!(
+        f("{{.HostConfig.CapAdd}} {{.HostConfig.CapDrop}}"),
+        "[NET_ADMIN] [MKNOD]"
+    );
+    assert_eq!(f("{{.HostConfig.Tmpfs}}"), "map[/scratch:size=1m]");
+    assert_eq!(f("{{.HostConfig.ExtraHosts}}"), "[db.local:10.1.2.3]");
+    assert_eq!(
+        f("{{range .HostConfig.Ulimits}}{{.Name}}={{.Soft}}/{{.Hard}}{{end}}"),
+        "nofile=1024/2048"
+    );
+    assert_eq!(f("{{.HostConfig.Sysctls}}"), "map[net.core.somaxconn:511]");
+    assert_eq!(
+        f("{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}"),
+        "500000000 67108864"
+    );
+    assert_eq!(f("{{json .Config.Healthcheck.Test}}"), r#"["NONE"]"#);
+    let binds = f("{{json .HostConfig.Binds}}");
+    for bind in [
+        ":/conf:ro,z\"",
+        "token.txt:/run/secrets/token:ro\"",
+        "app.conf:/etc/app.conf:ro\"",
+    ] {
+        assert!(binds.contains(bind), "{bind} in {binds}");
+    }
+    let ip = f(&format!(
+        "{{{{(index .NetworkSettings.Networks \"{}_front\").IPAddress}}}}",
+        stack.name
+    ));
+    assert_eq!(ip, format!("{subnet}.10"));
+    assert_eq!(
+        docker(&["exec", &c, "cat", "/run/secrets/token", "/etc/app.conf"]),
+        "t0kenk=v"
+    );
+}
