@@ -107,18 +107,17 @@ fn runner(file: &Path) -> Project {
     with(&all)
 }
 
-fn compose_config(file: &Path) -> Result<Value, String> {
-    let out = std::process::Command::new("docker-compose")
+/// Starts `docker-compose config` of the file (they run side by side: each is a slow start).
+fn compose_config(file: &Path) -> std::process::Child {
+    std::process::Command::new("docker-compose")
         .args(["-p", "corpus", "-f"])
         .arg(file)
         .arg("config")
         .current_dir(file.parent().unwrap())
-        .output()
-        .expect("docker-compose 1.29 is on PATH");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_yaml::from_slice(&out.stdout).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker-compose 1.29 is on PATH")
 }
 
 #[test]
@@ -126,40 +125,45 @@ fn public_compose_files_plan_as_docker_compose_config_reads_them() {
     let files = files();
     assert!(files.len() >= 20, "the corpus has {} files", files.len());
     let mut compared = 0;
-    for rel in &files {
-        let (_tmp, file) = stage(rel);
-        let project = runner(&file);
-        for s in project.services.values() {
-            if let Some(b) = &s.more.build {
-                std::fs::create_dir_all(&b.context).unwrap();
-            }
-        }
-        let config = match compose_config(&file) {
-            Ok(c) => c,
-            Err(e) => {
+    for chunk in files.chunks(8) {
+        let staged: Vec<_> = chunk
+            .iter()
+            .map(|rel| {
+                let (tmp, file) = stage(rel);
+                let project = runner(&file);
+                for s in project.services.values() {
+                    if let Some(b) = &s.more.build {
+                        std::fs::create_dir_all(&b.context).unwrap();
+                    }
+                }
+                let child = compose_config(&file);
+                (rel, tmp, project, child)
+            })
+            .collect();
+        for (rel, _tmp, project, child) in staged {
+            let out = child.wait_with_output().unwrap();
+            if !out.status.success() {
+                let e = String::from_utf8_lossy(&out.stderr);
                 assert!(
                     NEWER_THAN_V1.iter().any(|(f, _)| f == rel),
                     "docker-compose refuses {rel}: {e}"
                 );
                 continue;
             }
-        };
-        let services = config["services"].as_mapping().unwrap();
-        let names: BTreeSet<String> = services
-            .keys()
-            .map(|k| k.as_str().unwrap().to_string())
-            .collect();
-        let ours: BTreeSet<String> = project.services.keys().cloned().collect();
-        assert_eq!(names, ours, "{rel}: the services");
-        for (name, dc) in services {
-            let name = name.as_str().unwrap();
-            compare(
-                &project,
-                &project.services[name],
-                dc,
-                &format!("{rel}: service `{name}`"),
-            );
-            compared += 1;
+            let config: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+            let services = config["services"].as_mapping().unwrap();
+            let names: BTreeSet<String> = services
+                .keys()
+                .map(|k| k.as_str().unwrap().to_string())
+                .collect();
+            let ours: BTreeSet<String> = project.services.keys().cloned().collect();
+            assert_eq!(names, ours, "{rel}: the services");
+            for (name, dc) in services {
+                let name = name.as_str().unwrap();
+                let at = format!("{rel}: service `{name}`");
+                compare(&project, &project.services[name], dc, &at);
+                compared += 1;
+            }
         }
     }
     assert!(compared >= 60, "compared {compared} services");
