@@ -314,3 +314,23 @@ fn what_compose_refuses_is_refused_with_its_place() {
         );
     }
 }
+
+/// The config hash's input of a service that uses none of the keys added since the first
+/// release is what that release serialized, so the containers it made are not replaced.
+#[test]
+fn a_plain_service_hashes_as_before() {
+    let text = "services:\n  app:\n    image: relay:1\n    ports: [\"127.0.0.1:80:3000\"]\n    healthcheck: { test: [CMD, x], retries: 2 }\n";
+    let p = load("c.yml", text, &vars(), Some("p"), Path::new("/w"), &ALL).unwrap();
+    assert_eq!(
+        serde_json::to_string(&p.services["app"]).unwrap(),
+        concat!(
+            r#"{"name":"app","container_name":"p_app_1","image":"relay:1","env":{},"env_files":[],"#,
+            r#""command":null,"entrypoint":null,"exposed":["3000/tcp"],"#,
+            r#""ports":[{"container":"3000/tcp","host_ip":"127.0.0.1","host_port":"80"}],"#,
+            r#""binds":[],"anonymous_volumes":[],"networks":{"default":["app"]},"#,
+            r#""healthcheck":{"test":["CMD","x"],"interval":null,"timeout":null,"retries":2,"start_period":null},"#,
+            r#""restart":null,"labels":{},"depends_on":{},"working_dir":null,"user":null,"#,
+            r#""hostname":null,"stop_grace_seconds":null,"stop_signal":null}"#
+        )
+    );
+}
