@@ -1,16 +1,15 @@
 //! What compose steps do to the engine: networks and volumes made on demand, containers
-//! created from a resolved service with compose's labels, waits for health, and the
-//! keep-then-restore of replaced containers.
+//! created from a resolved service with compose's labels, and the
+//! keep-then-restore of replaced containers (waiting for a service: wait.rs).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig, EndpointSettings,
-    HealthConfig, HealthStatusEnum, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateOptions,
+    HealthConfig, HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateOptions,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
@@ -18,8 +17,7 @@ use bollard::query_parameters::{
 use sha2::{Digest, Sha256};
 
 use super::model::{Named, Project, Service};
-use crate::docker::{describe, is_not_found, short, tail_logs};
-use crate::steps::StepCx;
+use crate::docker::{describe, is_not_found, short};
 
 pub(crate) const PROJECT: &str = "com.docker.compose.project";
 pub(crate) const SERVICE: &str = "com.docker.compose.service";
@@ -435,84 +433,5 @@ pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), String> {
             short(id),
             describe(&e)
         )),
-    }
-}
-
-/// Waits until the container is healthy (or running, without a healthcheck); fails at once if
-/// it exits, and at `deadline` with the last health output and log lines. With `completes`
-/// (a dependency's `service_completed_successfully`) it waits for an exit with code 0.
-pub(crate) async fn wait_ready(
-    docker: &Docker,
-    service: &str,
-    container: &str,
-    deadline: Instant,
-    completes: bool,
-    cx: &StepCx<'_>,
-) -> Result<(), String> {
-    let mut last_status = String::new();
-    loop {
-        let c = find(docker, container)
-            .await?
-            .ok_or_else(|| format!("service `{service}`: container `{container}` disappeared"))?;
-        let state = c.state.clone().unwrap_or_default();
-        let health = state.health.clone().unwrap_or_default();
-        let has_check = !matches!(
-            health.status,
-            None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY)
-        );
-        let running = state.running.unwrap_or(false) && !state.restarting.unwrap_or(false);
-        let exited = !running
-            && state.restarting != Some(true)
-            && state.status.is_some_and(|s| s.to_string() == "exited");
-        if completes && exited && state.exit_code == Some(0) {
-            return Ok(());
-        }
-        if !completes && running && (!has_check || health.status == Some(HealthStatusEnum::HEALTHY))
-        {
-            return Ok(());
-        }
-        let status = match (&health.status, running) {
-            (_, false) => "not running".to_string(),
-            (Some(s), true) => s.to_string(),
-            (None, true) => "running".to_string(),
-        };
-        if status != last_status {
-            cx.say(format!("{service}: {status}"));
-            last_status = status;
-        }
-        if exited {
-            return Err(format!(
-                "service `{service}`: container `{container}` exited with code {}{}",
-                state.exit_code.unwrap_or_default(),
-                logs_part(docker, container).await
-            ));
-        }
-        if Instant::now() >= deadline {
-            let probe = health
-                .log
-                .and_then(|l| l.last().cloned())
-                .and_then(|r| r.output)
-                .map(|o| format!("; last health check said: {}", o.trim()))
-                .unwrap_or_default();
-            return Err(format!(
-                "service `{service}` did not {} in time (it is {last_status}){probe}{}",
-                match (completes, has_check) {
-                    (true, _) => "complete",
-                    (false, true) => "become healthy",
-                    (false, false) => "start running",
-                },
-                logs_part(docker, container).await
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn logs_part(docker: &Docker, container: &str) -> String {
-    let logs = tail_logs(docker, container, 10).await;
-    if logs.is_empty() {
-        String::new()
-    } else {
-        format!("; its last log lines:\n{logs}")
     }
 }

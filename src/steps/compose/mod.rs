@@ -8,6 +8,7 @@ pub(crate) mod dotenv;
 mod engine;
 pub(crate) mod interpolate;
 mod model;
+mod wait;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -442,7 +443,7 @@ impl Compose {
                     let container = &dependency.container_name;
                     let deadline = Instant::now() + self.wait;
                     let completes = condition == "service_completed_successfully";
-                    engine::wait_ready(&docker, dep, container, deadline, completes, cx)
+                    wait::wait_ready(&docker, dep, container, deadline, completes, cx)
                         .await
                         .map_err(|e| {
                             in_service(format!(
@@ -510,7 +511,7 @@ impl Compose {
             let completes = project.services.values().any(|s| {
                 s.depends_on.get(name).map(String::as_str) == Some("service_completed_successfully")
             });
-            engine::wait_ready(
+            wait::wait_ready(
                 &docker,
                 name,
                 &service.container_name,
@@ -650,7 +651,7 @@ impl Containers {
         let deadline = Instant::now() + Duration::from_millis(self.wait_ms);
         for before in &self.services {
             if restarted.contains(&before.service) {
-                engine::wait_ready(
+                wait::wait_ready(
                     &docker,
                     &before.service,
                     &before.container,

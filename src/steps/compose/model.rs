@@ -11,8 +11,10 @@ mod corpus;
 mod files;
 mod mounts;
 mod ports;
+mod scalar;
 mod service;
 mod spec;
+mod values;
 pub(crate) mod view;
 
 use std::collections::{BTreeMap, HashMap};

@@ -213,7 +213,7 @@ fn words(v: Option<&Value>) -> Option<Vec<String>> {
 }
 
 fn ns(v: Option<&Value>) -> Option<i64> {
-    v.map(|d| super::service::duration_ns(&text(d)).unwrap())
+    v.map(|d| super::values::duration_ns(&text(d)).unwrap())
 }
 
 fn compare(project: &Project, s: &Service, dc: &Value, at: &str) {
