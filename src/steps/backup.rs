@@ -42,7 +42,6 @@ impl Backup {
             diff: None,
             refusal: None,
             writes: None,
-            compose: None,
         }
     }
 

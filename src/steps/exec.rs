@@ -52,7 +52,6 @@ impl Exec {
             diff: None,
             refusal: None,
             writes: None,
-            compose: None,
         }
     }
 }

@@ -85,8 +85,6 @@ pub(crate) struct Intent {
     pub(crate) refusal: Option<String>,
     /// The file the step leaves behind, so later steps are planned against it.
     pub(crate) writes: Option<(String, Vec<u8>)>,
-    /// A compose step's services as runner will create them (`plan --show-compose`).
-    pub(crate) compose: Option<String>,
 }
 
 impl Intent {
@@ -97,7 +95,6 @@ impl Intent {
             diff: None,
             refusal: None,
             writes: None,
-            compose: None,
         }
     }
 
@@ -112,7 +109,6 @@ impl Intent {
             diff: changes.then(|| crate::plan::diff(path, current, content.as_bytes())),
             refusal: None,
             writes: Some((path.to_string(), content.as_bytes().to_vec())),
-            compose: None,
         }
     }
 }

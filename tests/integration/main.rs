@@ -2,7 +2,6 @@
 
 mod apply;
 mod compose_files;
-mod compose_real;
 mod crash;
 mod diagnostics;
 mod docker;
