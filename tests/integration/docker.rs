@@ -231,6 +231,28 @@ fn compose_up_starts_the_stack_in_order_leaves_it_alone_then_rolls_back_a_bad_re
         health.contains(r#""redis": true"#) && health.contains(r#""postgres": true"#),
         "{health}"
     );
+    // The app keeps its PostgreSQL connections: 200 requests, 8 at a time, open at most its
+    // pool's 20 sessions, counted by PostgreSQL (psycopg2's pool closed each connection given
+    // back beyond the first, so that every concurrent request opened a session of its own).
+    let sessions = || -> u64 {
+        let pg = format!("{}_postgres_1", stack.name);
+        let sql = "SELECT sessions FROM pg_stat_database WHERE datname = 'relay'";
+        let out = docker(&["exec", &pg, "psql", "-U", "relay", "-d", "relay", "-Atc", sql]);
+        out.trim().parse().expect("a count of sessions")
+    };
+    let before = sessions();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    let answer = http_get(port, "/health").unwrap_or_default();
+                    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+                }
+            });
+        }
+    });
+    let opened = sessions() - before;
+    assert!(opened <= 20, "200 requests opened {opened} PostgreSQL sessions");
     // The build context left out what .dockerignore names.
     assert!(
         !docker(&[
