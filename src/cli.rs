@@ -87,6 +87,10 @@ enum Command {
         /// Do not read the live state (the SQL history of `sql` steps); plan from files alone.
         #[arg(long)]
         no_refresh: bool,
+        /// Also print, for each compose step, its services as runner will create them (YAML
+        /// in the shape of `docker-compose config`, secrets redacted).
+        #[arg(long)]
+        show_compose: bool,
     },
     /// Apply a playbook, or a plan saved with `plan --out` (refused if it went stale).
     Apply {
@@ -205,16 +209,15 @@ async fn dispatch(mut cli: Cli) -> Result<u8> {
             out,
             detailed_exitcode,
             no_refresh,
+            show_compose,
         } => {
-            show_plan(
-                &cli,
-                playbook,
-                &vars,
-                out.as_deref(),
-                *detailed_exitcode,
-                !*no_refresh,
-            )
-            .await
+            let shown = Shown {
+                out: out.as_deref(),
+                detailed: *detailed_exitcode,
+                refresh: !*no_refresh,
+                compose: *show_compose,
+            };
+            show_plan(&cli, playbook, &vars, &shown).await
         }
         Command::Apply {
             target,
@@ -292,16 +295,38 @@ fn refuse_if_blocked(plan: &Plan) -> Result<()> {
     ))
 }
 
+/// How `plan` shows the plan.
+#[derive(Clone, Copy)]
+struct Shown<'a> {
+    out: Option<&'a Path>,
+    detailed: bool,
+    refresh: bool,
+    compose: bool,
+}
+
 async fn show_plan(
     cli: &Cli,
     path: &Path,
     vars: &BTreeMap<String, String>,
-    out: Option<&Path>,
-    detailed: bool,
-    refresh: bool,
+    shown: &Shown<'_>,
 ) -> Result<u8> {
+    let Shown {
+        out,
+        detailed,
+        refresh,
+        compose,
+    } = *shown;
     let plan = plan_of(&loaded(path, vars, None)?, refresh).await?;
     out!("{}", report::plan(&plan, cli.format));
+    for step in plan.steps.iter().filter(|_| compose) {
+        if let Some(yaml) = &step.compose {
+            out!(
+                "# step `{}` ({}): the services as runner will create them\n{yaml}",
+                step.id,
+                step.kind
+            );
+        }
+    }
     if let Some(out) = out {
         refuse_if_run_dependent(&plan)?;
         std::fs::write(out, plan.to_json())

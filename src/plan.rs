@@ -65,6 +65,9 @@ pub(crate) struct PlannedStep {
     /// saw them (after the steps before it), and the SQL history it was planned against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) expects: Vec<Input>,
+    /// A compose step's services as runner will create them, YAML, secrets redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) compose: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -176,6 +179,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
                 diff: intent.diff.as_deref().map(redact),
                 refusal: intent.refusal.as_deref().map(redact),
                 expects,
+                compose: intent.compose.as_deref().map(redact),
             }
         })
         .collect();

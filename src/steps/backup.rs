@@ -42,6 +42,7 @@ impl Backup {
             diff: None,
             refusal: None,
             writes: None,
+            compose: None,
         }
     }
 

@@ -3,8 +3,8 @@
 //! tag it. Before building, the image each tag points to is recorded; rollback points the
 //! tags back (or removes a tag that did not exist).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions, TagImageOptions};
@@ -121,76 +121,109 @@ impl DockerBuild {
     /// Records which image each tag names now.
     pub(crate) async fn prepare(&self) -> Result<Undo, StepError> {
         let docker = docker::connect().await?;
-        let mut before = Vec::new();
-        for tag in &self.tags {
-            before.push((tag.clone(), docker::image_id(&docker, tag).await?));
-        }
-        Ok(Undo::Retag(Tags { before }))
+        Ok(Undo::Retag(Tags::now(&docker, &self.tags).await?))
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let docker = docker::connect().await?;
-        let dir = cx.resolve(&self.context);
-        let tar = tokio::task::spawn_blocking({
-            let (dir, dockerfile) = (dir.clone(), self.dockerfile.clone());
-            move || archive(&dir, &dockerfile)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(StepError::io(format!(
-            "cannot pack the build context `{}`",
-            self.context
-        )))?;
-        cx.say(format!("sending a {} kB build context", tar.len() / 1024));
-        let options = BuildImageOptions {
-            dockerfile: self.dockerfile.clone(),
-            t: Some(self.tags[0].clone()),
-            rm: true,
-            forcerm: true,
-            buildargs: Some(
-                self.build_args
-                    .clone()
-                    .into_iter()
-                    .collect::<HashMap<_, _>>(),
-            ),
-            target: self.target.clone().unwrap_or_default(),
-            ..Default::default()
+        let recipe = Recipe {
+            dir: cx.resolve(&self.context),
+            context: &self.context,
+            dockerfile: &self.dockerfile,
+            tags: &self.tags,
+            args: &self.build_args,
+            target: self.target.as_deref(),
+            labels: &BTreeMap::new(),
+            platform: None,
         };
-        let mut build = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
-        let mut step = String::from("the build");
-        let mut id = None;
-        while let Some(item) = build.next().await {
-            let info = item.map_err(|e| format!("{step} failed: {}", describe(&e)))?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message).or(info.error) {
-                return Err(format!("{step} failed: {}", error.trim()).into());
-            }
-            for line in info.stream.iter().flat_map(|s| s.lines()) {
-                let line = line.trim_end();
-                if let Some((done, total)) = build_step(line) {
-                    step = format!("`{line}`");
-                    cx.meter(done, total, line.to_string());
-                } else if !line.is_empty() {
-                    cx.say(line.to_string());
-                }
-            }
-            if let Some(aux) = info.aux.and_then(|a| a.id) {
-                id = Some(aux);
-            }
-        }
-        for tag in &self.tags[1..] {
-            point(&docker, id.as_deref().unwrap_or(&self.tags[0]), tag).await?;
-        }
-        let id = match id {
-            Some(id) => id,
-            None => docker::image_id(&docker, &self.tags[0])
-                .await?
-                .ok_or_else(|| "the engine reported no image".to_string())?,
-        };
+        let id = build(&docker, cx, &recipe).await?;
         Ok(format!("built {} as {}", short(&id), self.tags.join(", ")))
     }
 }
 
+/// An image to build: the context directory (`context` as the playbook names it), its
+/// Dockerfile, the tags (at least one), build args, stage, labels and platform.
+pub(crate) struct Recipe<'a> {
+    pub(crate) dir: PathBuf,
+    pub(crate) context: &'a str,
+    pub(crate) dockerfile: &'a str,
+    pub(crate) tags: &'a [String],
+    pub(crate) args: &'a BTreeMap<String, String>,
+    pub(crate) target: Option<&'a str>,
+    pub(crate) labels: &'a BTreeMap<String, String>,
+    pub(crate) platform: Option<&'a str>,
+}
+
+/// Builds `recipe` through the engine, streaming its log, tags it; returns the image id.
+pub(crate) async fn build(
+    docker: &Docker,
+    cx: &StepCx<'_>,
+    recipe: &Recipe<'_>,
+) -> Result<String, StepError> {
+    let tar = tokio::task::spawn_blocking({
+        let (dir, dockerfile) = (recipe.dir.clone(), recipe.dockerfile.to_string());
+        move || archive(&dir, &dockerfile)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(StepError::io(format!(
+        "cannot pack the build context `{}`",
+        recipe.context
+    )))?;
+    cx.say(format!("sending a {} kB build context", tar.len() / 1024));
+    let options = BuildImageOptions {
+        dockerfile: recipe.dockerfile.to_string(),
+        t: Some(recipe.tags[0].clone()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(recipe.args.clone().into_iter().collect()),
+        labels: Some(recipe.labels.clone().into_iter().collect()),
+        target: recipe.target.unwrap_or_default().to_string(),
+        platform: recipe.platform.unwrap_or_default().to_string(),
+        ..Default::default()
+    };
+    let mut build = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
+    let mut step = String::from("the build");
+    let mut id = None;
+    while let Some(item) = build.next().await {
+        let info = item.map_err(|e| format!("{step} failed: {}", describe(&e)))?;
+        if let Some(error) = info.error_detail.and_then(|d| d.message).or(info.error) {
+            return Err(format!("{step} failed: {}", error.trim()).into());
+        }
+        for line in info.stream.iter().flat_map(|s| s.lines()) {
+            let line = line.trim_end();
+            if let Some((done, total)) = build_step(line) {
+                step = format!("`{line}`");
+                cx.meter(done, total, line.to_string());
+            } else if !line.is_empty() {
+                cx.say(line.to_string());
+            }
+        }
+        if let Some(aux) = info.aux.and_then(|a| a.id) {
+            id = Some(aux);
+        }
+    }
+    for tag in &recipe.tags[1..] {
+        point(docker, id.as_deref().unwrap_or(&recipe.tags[0]), tag).await?;
+    }
+    match id {
+        Some(id) => Ok(id),
+        None => Ok(docker::image_id(docker, &recipe.tags[0])
+            .await?
+            .ok_or_else(|| "the engine reported no image".to_string())?),
+    }
+}
+
 impl Tags {
+    /// The image each of `tags` names now.
+    pub(crate) async fn now(docker: &Docker, tags: &[String]) -> Result<Self, StepError> {
+        let mut before = Vec::new();
+        for tag in tags {
+            before.push((tag.clone(), docker::image_id(docker, tag).await?));
+        }
+        Ok(Tags { before })
+    }
+
     pub(crate) async fn restore(&self) -> Result<String, StepError> {
         let docker = docker::connect().await?;
         for (tag, before) in &self.before {

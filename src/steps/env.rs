@@ -74,6 +74,7 @@ impl Env {
             diff: changes.then(|| diff(&self.file, current, edited.as_bytes())),
             refusal: None,
             writes: Some((self.file.clone(), edited.into_bytes())),
+            compose: None,
         }
     }
 

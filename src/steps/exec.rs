@@ -52,6 +52,7 @@ impl Exec {
             diff: None,
             refusal: None,
             writes: None,
+            compose: None,
         }
     }
 }

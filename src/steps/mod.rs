@@ -85,6 +85,8 @@ pub(crate) struct Intent {
     pub(crate) refusal: Option<String>,
     /// The file the step leaves behind, so later steps are planned against it.
     pub(crate) writes: Option<(String, Vec<u8>)>,
+    /// A compose step's services as runner will create them (`plan --show-compose`).
+    pub(crate) compose: Option<String>,
 }
 
 impl Intent {
@@ -95,6 +97,7 @@ impl Intent {
             diff: None,
             refusal: None,
             writes: None,
+            compose: None,
         }
     }
 
@@ -109,6 +112,7 @@ impl Intent {
             diff: changes.then(|| crate::plan::diff(path, current, content.as_bytes())),
             refusal: None,
             writes: Some((path.to_string(), content.as_bytes().to_vec())),
+            compose: None,
         }
     }
 }

@@ -65,7 +65,7 @@ fn unsupported_keys_and_unset_variables_are_warnings_at_validate() {
     assert_eq!(
         run.stderr,
         "warning: `deploy/docker-compose.yml`: services.app.image: The \"TAG\" variable is not set. Defaulting to a blank string.\n\
-         warning: `deploy/docker-compose.yml`: service `app`: key `deploy` is not supported by runner and is ignored\n"
+         warning: `deploy/docker-compose.yml`: service `app`: deploy key `replicas` is for swarm and is ignored by runner\n"
     );
     let run = project(GOOD, "")
         .run(&["validate", "pb.toml", "--format", "json"])

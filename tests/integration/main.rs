@@ -2,6 +2,7 @@
 
 mod apply;
 mod compose_files;
+mod compose_real;
 mod crash;
 mod diagnostics;
 mod docker;

@@ -1,15 +1,15 @@
 //! What compose steps do to the engine: networks and volumes made on demand, containers
-//! created from a resolved service with compose's labels, waits for health, and the
-//! keep-then-restore of replaced containers.
+//! created from a resolved service with compose's labels, and the
+//! keep-then-restore of replaced containers (waiting for a service: wait.rs).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig,
-    HealthStatusEnum, HostConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
+    ContainerCreateBody, ContainerInspectResponse, EndpointIpamConfig, EndpointSettings,
+    HealthConfig, HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateOptions,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
@@ -17,8 +17,7 @@ use bollard::query_parameters::{
 use sha2::{Digest, Sha256};
 
 use super::model::{Named, Project, Service};
-use crate::docker::{describe, is_not_found, short, tail_logs};
-use crate::steps::StepCx;
+use crate::docker::{describe, is_not_found, short};
 
 pub(crate) const PROJECT: &str = "com.docker.compose.project";
 pub(crate) const SERVICE: &str = "com.docker.compose.service";
@@ -95,7 +94,8 @@ async fn ensure_network(
     if net.external {
         return Err(format!("external network `{}` does not exist", net.name));
     }
-    let labels = HashMap::from([
+    let mut labels: HashMap<String, String> = net.labels.clone().into_iter().collect();
+    labels.extend([
         (PROJECT.to_string(), project.name.clone()),
         ("com.docker.compose.network".to_string(), key.to_string()),
         (
@@ -103,9 +103,27 @@ async fn ensure_network(
             COMPOSE_VERSION.to_string(),
         ),
     ]);
+    let ipam = net.ipam.as_ref().map(|i| Ipam {
+        driver: i.driver.clone(),
+        config: Some(
+            i.config
+                .iter()
+                .map(|c| IpamConfig {
+                    subnet: c.subnet.clone(),
+                    gateway: c.gateway.clone(),
+                    ip_range: c.ip_range.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    });
     let request = NetworkCreateRequest {
         name: net.name.clone(),
         driver: Some(net.driver.clone().unwrap_or_else(|| "bridge".into())),
+        internal: Some(net.internal),
+        ipam,
+        options: Some(net.options.clone().into_iter().collect()),
         labels: Some(labels),
         ..Default::default()
     };
@@ -136,7 +154,8 @@ async fn ensure_volume(
     if volume.external {
         return Err(format!("external volume `{}` does not exist", volume.name));
     }
-    let labels = HashMap::from([
+    let mut labels: HashMap<String, String> = volume.labels.clone().into_iter().collect();
+    labels.extend([
         (PROJECT.to_string(), project.name.clone()),
         ("com.docker.compose.volume".to_string(), key.to_string()),
         (
@@ -147,6 +166,7 @@ async fn ensure_volume(
     let options = VolumeCreateOptions {
         name: Some(volume.name.clone()),
         driver: volume.driver.clone(),
+        driver_opts: Some(volume.options.clone().into_iter().collect()),
         labels: Some(labels),
         ..Default::default()
     };
@@ -212,11 +232,20 @@ pub(crate) async fn create(
             });
     }
     let mut networks = service.networks.iter();
+    let more = &service.more;
     let endpoint = |key: &str, aliases: &[String]| {
+        let ipv4 = more.ipv4_address.get(key).cloned();
+        let ipv6 = more.ipv6_address.get(key).cloned();
+        let ipam = (ipv4.is_some() || ipv6.is_some()).then(|| EndpointIpamConfig {
+            ipv4_address: ipv4,
+            ipv6_address: ipv6,
+            ..Default::default()
+        });
         (
             project.networks[key].name.clone(),
             EndpointSettings {
                 aliases: Some(aliases.to_vec()),
+                ipam_config: ipam,
                 ..Default::default()
             },
         )
@@ -248,7 +277,7 @@ pub(crate) async fn create(
                 .collect(),
         ),
         healthcheck: service.healthcheck.as_ref().map(|h| HealthConfig {
-            test: Some(h.test.clone()),
+            test: Some(h.test.clone()).filter(|t| !t.is_empty()),
             interval: h.interval,
             timeout: h.timeout,
             retries: h.retries,
@@ -261,8 +290,30 @@ pub(crate) async fn create(
         hostname: service.hostname.clone(),
         stop_signal: service.stop_signal.clone(),
         stop_timeout: service.stop_grace_seconds,
+        tty: Some(more.tty),
+        open_stdin: Some(more.stdin_open),
         host_config: Some(HostConfig {
             binds: Some(service.binds.clone()),
+            tmpfs: Some(more.tmpfs.clone().into_iter().collect()),
+            extra_hosts: Some(more.extra_hosts.clone()),
+            cap_add: Some(more.cap_add.clone()),
+            cap_drop: Some(more.cap_drop.clone()),
+            sysctls: Some(more.sysctls.clone().into_iter().collect()),
+            ulimits: Some(
+                more.ulimits
+                    .iter()
+                    .map(|(name, (soft, hard))| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(*soft),
+                        hard: Some(*hard),
+                    })
+                    .collect(),
+            ),
+            init: more.init,
+            privileged: Some(more.privileged),
+            readonly_rootfs: Some(more.read_only),
+            nano_cpus: more.nano_cpus,
+            memory: more.memory,
             port_bindings: Some(port_bindings),
             restart_policy: service.restart.as_ref().map(|(name, count)| RestartPolicy {
                 name: Some(match name.as_str() {
@@ -273,7 +324,10 @@ pub(crate) async fn create(
                 }),
                 maximum_retry_count: Some(*count),
             }),
-            network_mode: first.as_ref().map(|(name, _)| name.clone()),
+            network_mode: more
+                .network_mode
+                .clone()
+                .or_else(|| first.as_ref().map(|(name, _)| name.clone())),
             ..Default::default()
         }),
         networking_config: first.clone().map(|(name, settings)| NetworkingConfig {
@@ -283,7 +337,7 @@ pub(crate) async fn create(
     };
     let options = CreateContainerOptions {
         name: Some(service.container_name.clone()),
-        ..Default::default()
+        platform: more.platform.clone().unwrap_or_default(),
     };
     let created = docker
         .create_container(Some(options), body)
@@ -379,74 +433,5 @@ pub(crate) async fn remove(docker: &Docker, id: &str) -> Result<(), String> {
             short(id),
             describe(&e)
         )),
-    }
-}
-
-/// Waits until the container is healthy (or running, without a healthcheck); fails at once if
-/// it exits, and at `deadline` with the last health output and log lines.
-pub(crate) async fn wait_ready(
-    docker: &Docker,
-    service: &str,
-    container: &str,
-    deadline: Instant,
-    cx: &StepCx<'_>,
-) -> Result<(), String> {
-    let mut last_status = String::new();
-    loop {
-        let c = find(docker, container)
-            .await?
-            .ok_or_else(|| format!("service `{service}`: container `{container}` disappeared"))?;
-        let state = c.state.clone().unwrap_or_default();
-        let health = state.health.clone().unwrap_or_default();
-        let has_check = !matches!(
-            health.status,
-            None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY)
-        );
-        let running = state.running.unwrap_or(false) && !state.restarting.unwrap_or(false);
-        if running && (!has_check || health.status == Some(HealthStatusEnum::HEALTHY)) {
-            return Ok(());
-        }
-        let status = match (&health.status, running) {
-            (_, false) => "not running".to_string(),
-            (Some(s), true) => s.to_string(),
-            (None, true) => "running".to_string(),
-        };
-        if status != last_status {
-            cx.say(format!("{service}: {status}"));
-            last_status = status;
-        }
-        if !running
-            && state.restarting != Some(true)
-            && state.status.is_some_and(|s| s.to_string() == "exited")
-        {
-            return Err(format!(
-                "service `{service}`: container `{container}` exited with code {}{}",
-                state.exit_code.unwrap_or_default(),
-                logs_part(docker, container).await
-            ));
-        }
-        if Instant::now() >= deadline {
-            let probe = health
-                .log
-                .and_then(|l| l.last().cloned())
-                .and_then(|r| r.output)
-                .map(|o| format!("; last health check said: {}", o.trim()))
-                .unwrap_or_default();
-            return Err(format!(
-                "service `{service}` did not become {} in time (it is {last_status}){probe}{}",
-                if has_check { "healthy" } else { "running" },
-                logs_part(docker, container).await
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn logs_part(docker: &Docker, container: &str) -> String {
-    let logs = tail_logs(docker, container, 10).await;
-    if logs.is_empty() {
-        String::new()
-    } else {
-        format!("; its last log lines:\n{logs}")
     }
 }

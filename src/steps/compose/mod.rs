@@ -8,6 +8,7 @@ pub(crate) mod dotenv;
 mod engine;
 pub(crate) mod interpolate;
 mod model;
+mod wait;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use self::model::Project;
+use super::docker_build::{Recipe, Tags, build};
 use super::{Intent, StepCx, StepError, Undo};
 use crate::diagnostic::{Problem, Source};
 use crate::docker::{self, describe};
@@ -36,6 +38,9 @@ pub(crate) struct Raw {
     services: Option<Spanned<Vec<String>>>,
     /// How long each service may take to become healthy (default 2m).
     wait: Option<Spanned<String>>,
+    /// The compose profiles to enable (default: `COMPOSE_PROFILES` of the env file, else of
+    /// runner's environment).
+    profiles: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug)]
@@ -45,6 +50,7 @@ pub(crate) struct Compose {
     project: Option<String>,
     services: Vec<String>,
     wait: Duration,
+    profiles: Option<Vec<String>>,
 }
 
 /// The container each service had before the step, for rollback.
@@ -52,6 +58,10 @@ pub(crate) struct Compose {
 pub(crate) struct Containers {
     wait_ms: u64,
     services: Vec<Before>,
+    /// The images the tags of services with `build:` named before, as `docker_build` keeps
+    /// them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    images: Option<Tags>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -104,6 +114,7 @@ impl Compose {
             project,
             services,
             wait,
+            profiles: raw.profiles.map(Spanned::into_inner),
         };
         compose.check(cx, raw.file.span());
         Some(compose)
@@ -217,7 +228,27 @@ impl Compose {
         let vars = self
             .vars(dotenv, &mut warnings)
             .map_err(|e| format!("`{}`: {e}", self.env_file))?;
-        let mut project = model::load(&self.file, text, &vars, self.project.as_deref(), workdir)?;
+        let profiles = match &self.profiles {
+            Some(p) => p.clone(),
+            None => vars
+                .get("COMPOSE_PROFILES")
+                .cloned()
+                .or_else(|| std::env::var("COMPOSE_PROFILES").ok())
+                .map(|p| p.split(',').map(|p| p.trim().to_string()).collect())
+                .unwrap_or_default(),
+        };
+        let selection = model::Selection {
+            profiles: &profiles,
+            named: &self.services,
+        };
+        let mut project = model::load(
+            &self.file,
+            text,
+            &vars,
+            self.project.as_deref(),
+            workdir,
+            &selection,
+        )?;
         for w in &project.warnings {
             warnings.push(format!("`{}`: {w}", self.file));
         }
@@ -302,10 +333,30 @@ impl Compose {
                 humantime::format_duration(self.wait)
             )
         };
+        if !down {
+            for name in &order {
+                let service = &project.services[name];
+                if let Some(b) = &service.more.build {
+                    action.push_str(&format!(
+                        "; build `{}` from `{}` for {name}",
+                        service.image,
+                        b.context.join(&b.dockerfile).display()
+                    ));
+                }
+            }
+        }
+        for (name, profiles) in &project.disabled {
+            action.push_str(&format!(
+                "; {name} is left out (profiles {} not enabled)",
+                profiles.join(", ")
+            ));
+        }
         for w in &project.warnings {
             action.push_str(&format!("; warning: {w}"));
         }
-        Intent::new(action, true)
+        let mut intent = Intent::new(action, true);
+        intent.compose = Some(model::view::yaml(&project));
+        intent
     }
 
     /// Records the container each selected service has now.
@@ -328,9 +379,21 @@ impl Compose {
                 previous,
             });
         }
+        let built: Vec<String> = project
+            .services
+            .values()
+            .filter(|s| s.more.build.is_some() && services.iter().any(|b| b.service == s.name))
+            .map(|s| s.image.clone())
+            .collect();
+        let images = if built.is_empty() {
+            None
+        } else {
+            Some(Tags::now(&docker, &built).await?)
+        };
         Ok(Undo::Containers(Containers {
             wait_ms: self.wait.as_millis() as u64,
             services,
+            images,
         }))
     }
 
@@ -362,10 +425,14 @@ impl Compose {
             let service = &project.services[name];
             let in_service = |e: String| format!("service `{name}`: {e}");
             for (dep, condition) in &service.depends_on {
+                let Some(dependency) = project.services.get(dep) else {
+                    continue; // `required: false`, and not in the file
+                };
                 if !order.contains(dep) {
-                    let container = &project.services[dep].container_name;
+                    let container = &dependency.container_name;
                     let deadline = Instant::now() + self.wait;
-                    engine::wait_ready(&docker, dep, container, deadline, cx)
+                    let completes = condition == "service_completed_successfully";
+                    wait::wait_ready(&docker, dep, container, deadline, completes, cx)
                         .await
                         .map_err(|e| {
                             in_service(format!(
@@ -377,9 +444,28 @@ impl Compose {
             engine::ensure_resources(&docker, &project, service)
                 .await
                 .map_err(in_service)?;
-            let image = docker::ensure_image(&docker, &service.image, cx)
-                .await
-                .map_err(in_service)?;
+            let image = match &service.more.build {
+                Some(b) => {
+                    let context = b.context.to_string_lossy();
+                    let recipe = Recipe {
+                        dir: b.context.clone(),
+                        context: &context,
+                        dockerfile: &b.dockerfile,
+                        tags: std::slice::from_ref(&service.image),
+                        args: &b.args,
+                        target: b.target.as_deref(),
+                        labels: &b.labels,
+                        platform: service.more.platform.as_deref(),
+                    };
+                    cx.say(format!("{name}: building {}", service.image));
+                    build(&docker, cx, &recipe)
+                        .await
+                        .map_err(|e| in_service(e.message))?
+                }
+                None => docker::ensure_image(&docker, &service.image, cx)
+                    .await
+                    .map_err(in_service)?,
+            };
             let hash = engine::config_hash(service, &image);
             let existing = engine::find(&docker, &service.container_name).await?;
             let deadline = Instant::now() + self.wait;
@@ -411,7 +497,18 @@ impl Compose {
                     "created"
                 }
             };
-            engine::wait_ready(&docker, name, &service.container_name, deadline, cx).await?;
+            let completes = project.services.values().any(|s| {
+                s.depends_on.get(name).map(String::as_str) == Some("service_completed_successfully")
+            });
+            wait::wait_ready(
+                &docker,
+                name,
+                &service.container_name,
+                deadline,
+                completes,
+                cx,
+            )
+            .await?;
             cx.say(format!("{name}: {outcome}, ready"));
             outcomes.entry(outcome).or_default().push(name.clone());
         }
@@ -550,11 +647,21 @@ impl Containers {
                 restarted.push(before.service.clone());
             }
         }
+        if let Some(images) = &self.images {
+            images.restore().await?;
+        }
         let deadline = Instant::now() + Duration::from_millis(self.wait_ms);
         for before in &self.services {
             if restarted.contains(&before.service) {
-                engine::wait_ready(&docker, &before.service, &before.container, deadline, cx)
-                    .await?;
+                wait::wait_ready(
+                    &docker,
+                    &before.service,
+                    &before.container,
+                    deadline,
+                    false,
+                    cx,
+                )
+                .await?;
             }
         }
         Ok(format!(
@@ -586,6 +693,7 @@ mod tests {
             env_file: ".env".into(),
             project: Some("p".into()),
             services: vec!["app".into()],
+            profiles: None,
             wait: Duration::from_secs(1),
         };
         let compose = "services:\n  app:\n    image: relay:${TAG}\n    env_file: app.env\n    environment: { KEEP: mine }\n";
