@@ -3,7 +3,10 @@
 after another, until SIGTERM or SIGINT; then prints what it saw as one JSON line.
 
 Requests that fail are counted with their status (or the connection error); latency is
-measured per request. Python's standard library only.
+measured per request. A request sent on a kept-alive connection that the load balancer closed
+before answering (nginx closes its idle connections when it reloads, and the request may cross
+that close) is sent again once on a new connection, as browsers and HTTP libraries do; such
+retries are counted apart. Python's standard library only.
 """
 
 import argparse
@@ -27,27 +30,35 @@ def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    ok, failed, worst, latencies, errors = 0, 0, 0.0, [], {}
+    ok, failed, retried, worst, latencies, errors = 0, 0, 0, 0.0, [], {}
     conn = None
     i = 0
     while not stop:
         key = keys[i % len(keys)]
         write = i % 4 == 0
         start = time.monotonic()
-        try:
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
-            if write:
-                conn.request("POST", f"/api/usage/{key}", body=b'{"input": 3, "output": 5}',
-                             headers={"Content-Type": "application/json"})
-            else:
-                conn.request("GET", f"/api/keys/{key}")
-            response = conn.getresponse()
-            response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException) as e:
-            status = type(e).__name__
-            conn = None
+        for attempt in (1, 2):
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
+                if write:
+                    conn.request("POST", f"/api/usage/{key}", body=b'{"input": 3, "output": 5}',
+                                 headers={"Content-Type": "application/json"})
+                else:
+                    conn.request("GET", f"/api/keys/{key}")
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+                break
+            except (OSError, http.client.HTTPException) as e:
+                status = type(e).__name__
+                conn = None
+                closed_unanswered = isinstance(
+                    e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if not (reused and closed_unanswered and attempt == 1):
+                    break
+                retried += 1
         took = time.monotonic() - start
         worst = max(worst, took)
         latencies.append(took)
@@ -60,7 +71,7 @@ def main():
         i += 1
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95)] if latencies else 0.0
-    figures = {"requests": ok + failed, "failed": failed, "errors": errors,
+    figures = {"requests": ok + failed, "failed": failed, "errors": errors, "retried": retried,
                "worst_ms": round(worst * 1000, 1), "p95_ms": round(p95 * 1000, 1)}
     with open(args.out, "w") as f:
         json.dump(figures, f)

@@ -2,9 +2,13 @@
 //! Properties: it ends (no hang, 5 s per case) without a panic; an edit is idempotent; what a
 //! dotenv reader sees afterwards is exactly the file's assignments with the edit applied (so
 //! every other line, comment and multi-line value is kept); lines that are not assignments
-//! stay, in order. The case count is proptest's (`PROPTEST_CASES`, default 256).
+//! stay, in order. Then Compose's interpolation and compose-file loader: random references
+//! give what a model of Compose's rules gives, any text ends without a panic (text without `$`
+//! unchanged), and a hostile compose file is loaded or refused with a message naming the file.
+//! The case count is proptest's (`PROPTEST_CASES`, default 256).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -19,7 +23,7 @@ fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(f()));
     rx.recv_timeout(Duration::from_secs(5))
-        .expect("the env editor hangs (or panicked)")
+        .expect("the case hangs (or panicked)")
 }
 
 fn key() -> impl Strategy<Value = String> {
@@ -137,6 +141,150 @@ proptest! {
             let again = once.clone();
             let twice = within(move || edit(&again, &edit_set));
             prop_assert_eq!(twice, Some(once), "an edit is idempotent");
+        }
+    }
+}
+
+/// One piece of a compose string: literal text, `$$`, `${NAME}` or `${NAME:-default}`, with
+/// what Compose makes of it when `A` and `B` are set (`B` to "") and `UNSET` is not.
+fn piece() -> impl Strategy<Value = (String, String)> {
+    let name = prop_oneof![Just("A"), Just("B"), Just("UNSET")];
+    let var = |name: &str| match name {
+        "A" => "va lue ü 🔑".to_string(),
+        _ => String::new(),
+    };
+    prop_oneof![
+        "[^$]{0,6}".prop_map(|s| (s.clone(), s)),
+        Just(("$$".to_string(), "$".to_string())),
+        name.clone()
+            .prop_map(move |n| (format!("${{{n}}}"), var(n))),
+        (name, "[a-z ./:]{0,5}").prop_map(move |(n, d)| {
+            let set = var(n);
+            let expected = if set.is_empty() { d.clone() } else { set };
+            (format!("${{{n}:-{d}}}"), expected)
+        }),
+    ]
+}
+
+/// Compose strings made of hostile bits: references, broken braces, operators, nesting.
+fn compose_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[${}:?+\\-AB_ a]{0,40}",
+        prop::collection::vec(
+            prop_oneof![
+                Just("${"),
+                Just("}"),
+                Just("$"),
+                Just("$$"),
+                Just("${A:-"),
+                Just("${UNSET?"),
+                Just("${B:+"),
+                Just(":-"),
+                Just("x"),
+                Just("ü"),
+            ],
+            0..30
+        )
+        .prop_map(|bits| bits.concat()),
+    ]
+}
+
+/// A compose file with hostile values in the places that are cast, merged or split.
+fn compose_file() -> impl Strategy<Value = String> {
+    let scalar = prop_oneof![
+        compose_text(),
+        Just("3000".to_string()),
+        Just("\"127.0.0.1:8080-8090:80/udp\"".to_string()),
+        Just("${R:-3}".to_string()),
+        Just("-1".to_string()),
+        Just("99999999999999999999".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+        Just("~".to_string()),
+        Just("*anchor".to_string()),
+        "[ -~]{0,12}",
+    ];
+    let field = prop_oneof![
+        "ports",
+        "expose",
+        "cpus",
+        "mem_limit",
+        "restart",
+        "profiles",
+        "volumes",
+        "tmpfs",
+        "extra_hosts",
+        "depends_on",
+        "environment",
+        "env_file",
+        "healthcheck",
+        "ulimits",
+        "sysctls",
+        "build",
+        "image",
+        "command",
+        "networks",
+        "<<",
+    ];
+    prop::collection::vec((field, scalar, any::<bool>()), 0..8).prop_map(|fields| {
+        let mut text = "x-base: &anchor\n  image: redis\nservices:\n  s:\n".to_string();
+        for (field, value, listed) in fields {
+            if listed {
+                text.push_str(&format!("    {field}:\n      - {value}\n"));
+            } else {
+                text.push_str(&format!("    {field}: {value}\n"));
+            }
+        }
+        text
+    })
+}
+
+proptest! {
+    #[test]
+    fn compose_interpolation_gives_what_compose_gives(
+        pieces in prop::collection::vec(piece(), 0..10),
+    ) {
+        let template: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
+        let expected: String = pieces.iter().map(|(_, e)| e.as_str()).collect();
+        let input = template.clone();
+        let got = within(move || {
+            let vars = BTreeMap::from([("A", "va lue ü 🔑"), ("B", "")]);
+            let lookup = |n: &str| vars.get(n).map(|v| v.to_string());
+            crate::steps::compose::interpolate::substitute(&input, &lookup, &mut Vec::new())
+        });
+        prop_assert_eq!(got, Ok(expected), "from {:?}", template);
+    }
+
+    #[test]
+    fn compose_interpolation_ends_on_any_text(text in compose_text()) {
+        let input = text.clone();
+        let (result, warnings) = within(move || {
+            let mut warnings = Vec::new();
+            let lookup = |n: &str| (n == "A").then(|| "a".to_string());
+            let result =
+                crate::steps::compose::interpolate::substitute(&input, &lookup, &mut warnings);
+            (result, warnings)
+        });
+        if !text.contains('$') {
+            prop_assert_eq!(result, Ok(text), "text without `$` stays as it is");
+            prop_assert!(warnings.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_compose_loader_ends_on_any_file(text in compose_file()) {
+        let input = text.clone();
+        // A file it refuses is an error message, not a panic or a hang.
+        let loaded = within(move || {
+            let vars = HashMap::from([("R".to_string(), "x".to_string())]);
+            let selection = crate::steps::compose::model::Selection { profiles: &[], named: &[] };
+            crate::steps::compose::model::load(
+                "compose.yml", &input, &vars, Some("fuzz"), Path::new("/nonexistent"), &selection,
+            )
+            .map(|p| p.services.len())
+        });
+        if let Err(message) = loaded {
+            prop_assert!(message.starts_with("`compose.yml`"), "{}", message);
         }
     }
 }

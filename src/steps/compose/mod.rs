@@ -7,7 +7,7 @@
 pub(crate) mod dotenv;
 mod engine;
 pub(crate) mod interpolate;
-mod model;
+pub(crate) mod model;
 mod wait;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
