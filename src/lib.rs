@@ -15,6 +15,7 @@ mod db;
 mod diagnostic;
 mod docker;
 mod engine;
+mod env_value;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;

@@ -50,7 +50,8 @@ const USERINFO: &percent_encoding::AsciiSet = &PATH
     .add(b'|');
 
 /// Every form a secret value may take once formatted: as it is, JSON-escaped, shell-quoted,
-/// percent-encoded (as a URL holds it), base64, and each line of a multi-line value.
+/// percent-encoded (as a URL holds it), base64, quoted as a `.env` value, and each line of a
+/// multi-line value.
 fn renderings(value: &str) -> Vec<String> {
     use base64::Engine;
     let json = serde_json::to_string(value).expect("a string serializes");
@@ -73,6 +74,13 @@ fn renderings(value: &str) -> Vec<String> {
         base64::engine::general_purpose::STANDARD_NO_PAD.encode(value),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
     ];
+    // As an env step writes it into a `.env` file, quoted or not (the quotes' inside is what
+    // a line may show).
+    let written = crate::env_value::quote(value);
+    if written != value {
+        forms.push(written[1..written.len() - 1].to_string());
+        forms.push(written);
+    }
     if value.contains('\n') {
         forms.extend(
             value

@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::compose::dotenv;
 use super::files;
 use super::{Intent, StepCx, StepError};
+use crate::env_value::quote;
 use crate::plan::{Observed, diff};
 use crate::playbook::{Checker, Scalar};
 
@@ -144,44 +145,6 @@ pub(crate) fn edit(text: &str, set: &BTreeMap<String, String>) -> Result<String,
         out.push_str(&format!("{key}={}{newline}", quote(value)));
     }
     Ok(out)
-}
-
-/// Quotes a value so that Compose reads it back unchanged: bare when it is plain; else in
-/// single quotes (literal, `\'` for a quote); else, when it holds a backslash or a line break,
-/// in double quotes with `\\`, `\"`, `\n`, `\r`, and `\$` where `$` would start a reference.
-/// (docker-compose v1 reads the same values back but three: one with `${` (its python-dotenv
-/// 0.21 has no way to write it), one that needs `\$` in double quotes (it keeps the `\`), and
-/// one that ends with a backslash (it reads `\\"` as an escaped quote when a later line holds
-/// a quote).)
-fn quote(value: &str) -> String {
-    let plain = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_./:@,+=%-".contains(c));
-    if plain {
-        return value.to_string();
-    }
-    if !value.contains(['\\', '\n', '\r']) {
-        return format!("'{}'", value.replace('\'', "\\'"));
-    }
-    let mut out = String::from('"');
-    let mut chars = value.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '$' if chars
-                .peek()
-                .is_some_and(|n| matches!(n, '{' | '$' | '_') || n.is_alphabetic()) =>
-            {
-                out.push_str("\\$")
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

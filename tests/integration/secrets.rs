@@ -47,7 +47,29 @@ fn forms(secret: &str) -> Vec<String> {
     if secret.contains('\n') {
         forms.extend(secret.lines().map(str::to_string));
     }
+    forms.extend(dotenv_forms(secret));
     forms
+}
+
+/// The inside of the quotes a Compose `.env` file may hold the secret in: single quotes with
+/// `\'`, or double quotes with `\\`, `\"`, `\n`, `\r`, and `\$` where `$` would start a
+/// reference (before `{`, `$`, `_` or a letter).
+fn dotenv_forms(secret: &str) -> Vec<String> {
+    let mut double = String::new();
+    let mut chars = secret.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied().unwrap_or(' ');
+        match c {
+            '\\' | '"' => double.extend(['\\', c]),
+            '\n' => double.push_str("\\n"),
+            '\r' => double.push_str("\\r"),
+            '$' if next == '{' || next == '$' || next == '_' || next.is_alphabetic() => {
+                double.push_str("\\$")
+            }
+            c => double.push(c),
+        }
+    }
+    vec![secret.replace('\'', "\\'"), double]
 }
 
 /// A playbook that puts the secret `S` everywhere a secret can go.
@@ -261,4 +283,84 @@ dest = "out-{{secrets.S}}.conf"
         out.stderr
     );
     assert!(!p.file("plan.json").exists());
+}
+
+/// A container that prints every shape of secret (from the .env the run wrote) and never turns
+/// healthy: runner shows its last log lines in the failure, and none shows a secret in any form.
+#[test]
+fn container_logs_shown_by_a_failed_compose_up_hold_no_secret_in_any_form() {
+    let stack = crate::docker::Stack::new("logsecret");
+    let names: Vec<String> = (1..=SHAPES.len()).map(|i| format!("S{i}")).collect();
+    let secrets: String = names
+        .iter()
+        .map(|n| format!("{n} = {{ env = \"SENTINEL_{n}\" }}\n"))
+        .collect();
+    let set: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n} = \"{{{{secrets.{n}}}}}\""))
+        .collect();
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        &format!(
+            r#"[playbook]
+name = "logs"
+
+[secrets]
+{secrets}
+[[steps]]
+id = "env"
+kind = "env"
+file = "deploy/.env"
+set = {{ {set} }}
+
+[[steps]]
+id = "compose-file"
+kind = "template"
+template = "compose.hbs"
+dest = "deploy/docker-compose.yml"
+
+[[steps]]
+id = "up"
+kind = "compose_up"
+file = "deploy/docker-compose.yml"
+project = "{project}"
+wait = "8s"
+"#,
+            set = set.join(", "),
+            project = stack.name,
+        ),
+    )
+    .write(
+        "compose.hbs",
+        &format!(
+            "services:\n  talker:\n    image: runner-base:bookworm\n    env_file: .env\n    command: [\"sh\", \"-c\", \"echo marker-shown; for v in {}; do printenv $$v; done; sleep 60\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 1s\n      retries: 1\n",
+            names.join(" ")
+        ),
+    );
+    let mut command = p.command(&["apply", "--yes", "pb.toml"]);
+    for (name, (_, secret)) in names.iter().zip(SHAPES) {
+        command.env(format!("SENTINEL_{name}"), secret);
+    }
+    let out = finish(command).expect(4);
+    let mut shown = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        shown.contains("did not become healthy") && shown.contains("marker-shown"),
+        "the container's last log lines are shown:\n{shown}"
+    );
+    assert!(shown.contains("<redacted>"), "{shown}");
+    for path in files_under(&p.file(".runner")) {
+        let name = path.to_string_lossy();
+        if !(name.contains("/backup/") || name.contains("/undo/")) {
+            shown.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    for (shape, secret) in SHAPES {
+        for form in forms(secret) {
+            assert!(
+                !shown.contains(&form),
+                "{shape}: `{form}` of the secret shows:\n{shown}"
+            );
+        }
+    }
 }
