@@ -3,10 +3,12 @@
 after another, until SIGTERM or SIGINT; then prints what it saw as one JSON line.
 
 Requests that fail are counted with their status (or the connection error); latency is
-measured per request. A request sent on a kept-alive connection that the load balancer closed
-before answering (nginx closes its idle connections when it reloads, and the request may cross
-that close) is sent again once on a new connection, as browsers and HTTP libraries do; such
-retries are counted apart. Python's standard library only.
+measured per request. A key lookup (GET) sent on a kept-alive connection that the load
+balancer closed before answering (nginx closes its idle connections when it reloads, and the
+request may cross that close) is sent again once on a new connection, as HTTP clients do for
+idempotent requests (RFC 9112, 9.3.1); such retries are counted apart. A usage write (POST) is
+never sent twice: it may have been recorded, so its failure counts. Python's standard library
+only.
 """
 
 import argparse
@@ -56,7 +58,7 @@ def main():
                 conn = None
                 closed_unanswered = isinstance(
                     e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
-                if not (reused and closed_unanswered and attempt == 1):
+                if write or not (reused and closed_unanswered and attempt == 1):
                     break
                 retried += 1
         took = time.monotonic() - start
