@@ -519,13 +519,13 @@ fn row_expiries(pg: &str) -> Vec<(String, Option<i64>)> {
 
 /// Asserts that every row's `source_expires_at` is within 2 s of its key's expiry, and NULL
 /// for a key without one; returns how many rows have one and how many do not.
-fn assert_expiries(db: u8, pg: &str) -> (usize, usize) {
+pub(crate) fn assert_expiries(redis: &mut redis::Connection, pg: &str) -> (usize, usize) {
     let rows = row_expiries(pg);
     let mut pipe = redis::pipe();
     for (key, _) in &rows {
         pipe.cmd("PEXPIRETIME").arg(key);
     }
-    let expiries: Vec<i64> = pipe.query(&mut redis_db(db)).unwrap();
+    let expiries: Vec<i64> = pipe.query(redis).unwrap();
     let (mut with, mut without) = (0, 0);
     for ((key, at), expires) in rows.iter().zip(expiries) {
         match (at, expires) {
@@ -657,7 +657,7 @@ fn any_bytes_are_kept_exactly_or_rejected_by_key_and_every_row_has_its_keys_expi
     );
 
     // Every row has its key's expiry (API keys 365 d, daily usage 32 d, ...), or NULL.
-    let (with, without) = assert_expiries(db, &pg);
+    let (with, without) = assert_expiries(&mut redis_db(db), &pg);
     assert!(
         with > 300 * 5 && without > 300 * 3,
         "{with} rows with an expiry, {without} without"
@@ -787,7 +787,7 @@ fn any_bytes_are_kept_exactly_or_rejected_by_key_and_every_row_has_its_keys_expi
     let run = p.run(&["apply", "--yes", "incremental.toml"]).expect(0);
     assert!(run.stdout.contains(": 5 rows written,"), "{}", run.stdout);
     p.run(&["apply", "--yes", "verify.toml"]).expect(0);
-    assert_expiries(db, &pg);
+    assert_expiries(&mut redis_db(db), &pg);
 }
 
 #[test]
@@ -837,7 +837,7 @@ fn keys_deleted_and_recreated_during_a_run_are_counted_and_an_incremental_run_ca
         psql(&pg, "SELECT count(*) FROM claude_data.api_keys"),
         "5000"
     );
-    assert_expiries(db, &pg);
+    assert_expiries(&mut redis_db(db), &pg);
     assert_eq!(
         psql(
             &pg,

@@ -108,12 +108,18 @@ impl Phases {
         tool_output(command)
     }
 
+    /// A connection to the stack's Redis.
+    fn redis(&self) -> redis::Connection {
+        let url = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.redis);
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+
     /// A Redis hash as the JSON object the app answers with.
     fn hash(&self, key: &str) -> Value {
-        let url = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{}/0", self.redis);
-        let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-        let fields: std::collections::BTreeMap<String, String> =
-            redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap();
+        let fields: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(key)
+            .query(&mut self.redis())
+            .unwrap();
         fields
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))
@@ -129,17 +135,20 @@ impl Phases {
     }
 
     /// The same counter in PostgreSQL.
-    fn postgres_requests(&self, id: &str) -> u64 {
+    fn postgres_url(&self) -> String {
         let (_, password) = example_secrets()
             .into_iter()
             .find(|(k, _)| *k == "POSTGRES_PASSWORD")
             .unwrap();
-        let url = format!(
+        format!(
             "postgres://postgres:{password}@127.0.0.1:{}/claude_relay",
             self.postgres
-        );
+        )
+    }
+
+    fn postgres_requests(&self, id: &str) -> u64 {
         let n = psql(
-            &url,
+            &self.postgres_url(),
             &format!(
                 "SELECT coalesce(requests, 0) FROM claude_data.usage_rollups WHERE source_key = 'usage:{id}'"
             ),
@@ -420,6 +429,11 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     );
     assert_eq!(health["dual_write"], true);
     count(client.stop_clean("hybrid (failed, then killed and resumed)"));
+    // Every row the migration wrote holds its key's expiry (within 2 s), or NULL for a key
+    // without one; the generator gives most families a TTL.
+    let (with, without) = crate::migrate::assert_expiries(&mut ph.redis(), &ph.postgres_url());
+    eprintln!("after hybrid: {with} rows with their key's expiry, {without} without one");
+    assert!(with > 1000 && without > 0, "{with} with, {without} without");
 
     // postgres_primary with an app whose fault /health cannot see: the phase's gates on real
     // requests roll it back, and the app that reads Redis serves on.
