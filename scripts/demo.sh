@@ -100,14 +100,30 @@ stop_client() {
 }
 trap 'stop_client; rm -rf "$WORK"' EXIT
 
-start_client() {
+# The client's keys: 40 of the seeded API keys (the file is rewritten, and the client told
+# with SIGHUP, once Redis holds them).
+client_keys() {
   redis-cli -p $REDIS_PORT --scan --pattern 'apikey:*' >"$WORK/scan"
   sed -n 's/^apikey://p' "$WORK/scan" | grep -E '^[0-9a-f-]{36}$' | grep -v 00000000c0de \
-    | awk 'NR <= 40' >"$WORK/keys" || true
-  if [ ! -s "$WORK/keys" ]; then
+    | awk 'NR <= 40' >"$WORK/keys.new" || true
+  if [ ! -s "$WORK/keys.new" ]; then
     echo "demo: Redis on 127.0.0.1:$REDIS_PORT has no API keys for the client" >&2
     exit 1
   fi
+  mv "$WORK/keys.new" "$WORK/keys"
+  if [ -n "$CLIENT" ]; then kill -HUP "$CLIENT"; fi
+}
+
+# Users of a stack that `preparation` is about to start: they look up the canary key that
+# preparation writes, from the moment the load balancer first answers.
+start_client_early() {
+  echo 00000000-0000-4000-8000-00000000c0de >"$WORK/keys"
+  python3 scripts/relay-client.py --port $LB_PORT --keys "$WORK/keys" --out "$WORK/client.json" --wait-up &
+  CLIENT=$!
+}
+
+start_client() {
+  client_keys
   python3 scripts/relay-client.py --port $LB_PORT --keys "$WORK/keys" --out "$WORK/client.json" &
   CLIENT=$!
 }
@@ -117,9 +133,7 @@ apply() {
   local phase=$1 start code=0
   say "applying $phase"
   start=$(date +%s.%N)
-  local vars=()
-  if [ "$phase" != preparation ]; then vars=("${QUICK[@]}"); fi # preparation has no monitor
-  "$RUNNER" apply --yes "playbooks/$phase.toml" "${vars[@]}" || code=$?
+  "$RUNNER" apply --yes "playbooks/$phase.toml" "${QUICK[@]}" || code=$?
   TOOK[$phase]=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f} s')")
   if [ "$code" != 0 ]; then
     stop_client
@@ -168,9 +182,14 @@ EOF
 }
 
 for phase in "${TODO[@]}"; do
-  if [ "$phase" != preparation ] && [ -z "$CLIENT" ]; then
+  if [ "$phase" = preparation ]; then
+    start_client_early
+  elif [ -z "$CLIENT" ]; then
     seed
     start_client
+  elif [ ! -s "$WORK/scan" ]; then
+    seed
+    client_keys
   fi
   apply "$phase"
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A relay client through the load balancer: reads API keys and records usage, one request
-after another, until SIGTERM or SIGINT; then prints what it saw as one JSON line.
+after another, until SIGTERM or SIGINT; then prints what it saw as one JSON line. SIGHUP
+reads the keys file again; with --wait-up, nothing counts until the first answer.
 
 Requests that fail are counted with their status (or the connection error); latency is
 measured per request. A key lookup (GET) sent on a kept-alive connection that the load
@@ -24,18 +25,31 @@ def main():
     parser.add_argument("--port", type=int, required=True, help="the load balancer's port on 127.0.0.1")
     parser.add_argument("--keys", required=True, help="a file with one API key id per line")
     parser.add_argument("--out", required=True, help="where the figures go (JSON), on exit")
+    parser.add_argument("--wait-up", action="store_true",
+                        help="count nothing until the load balancer first answers 200 (a stack"
+                             " being started)")
     args = parser.parse_args()
-    with open(args.keys) as f:
-        keys = [line.strip() for line in f if line.strip()]
+
+    def read_keys():
+        with open(args.keys) as f:
+            return [line.strip() for line in f if line.strip()]
+
+    keys = read_keys()
     if not keys:
         sys.exit("relay-client: no keys to use")
-    stop = []
+    stop, reload = [], []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    # SIGHUP: the keys file was rewritten (e.g. once the dataset is seeded); use its keys.
+    signal.signal(signal.SIGHUP, lambda *_: reload.append(1))
+    up = not args.wait_up
     ok, failed, retried, worst, latencies, errors = 0, 0, 0, 0.0, [], {}
     conn = None
     i = 0
     while not stop:
+        if reload:
+            reload.clear()
+            keys = read_keys() or keys
         key = keys[i % len(keys)]
         write = i % 4 == 0
         start = time.monotonic()
@@ -62,6 +76,11 @@ def main():
                     break
                 retried += 1
         took = time.monotonic() - start
+        if not up:
+            if status != 200:
+                time.sleep(0.2)
+                continue
+            up = True
         worst = max(worst, took)
         latencies.append(took)
         if status == 200:

@@ -2,7 +2,8 @@
 //! preparation; hybrid with an app image that never turns healthy (it rolls itself back);
 //! hybrid killed in the middle of its migration and resumed; postgres_primary; then
 //! `runner rollback` to the app that reads Redis. A client goes through the load balancer the
-//! whole time and must see no failed request.
+//! whole time (from the moment preparation's load balancer answers) and must see no failed
+//! request.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -23,7 +24,7 @@ const REDIS_PASSWORD: &str = "test-redis-password";
 /// The API key the shipped playbooks write and look up in their health gates.
 const CANARY: &str = "00000000-0000-4000-8000-00000000c0de";
 /// Every app of the test answers this much later than the stand-in would, so that the
-/// comparison gate's baseline is near its floor (40 ms at 1.5x in the shipped playbooks).
+/// comparison gate's baseline is near its floor (40 ms at 2x in the shipped hybrid).
 const BASE: &str = "latency=25";
 /// Faults of postgres_primary's app that its /health cannot see (the stand-in's STANDIN_FAULT):
 /// failing key lookups, and key lookups 2 s late.
@@ -85,10 +86,8 @@ impl Phases {
             .arg(format!("app_image={}-app:{phase}", self.stack.name))
             .args(["--var", "app_context=base-app"])
             .args(extra);
-        if phase != "preparation" {
-            // The phases that watch the new deployment, for a shorter while.
-            command.args(["--var", "monitor_window=10s"]);
-        }
+        // Each phase watches its new deployment, for a shorter while.
+        command.args(["--var", "monitor_window=10s"]);
         command.envs(example_secrets());
         command
     }
@@ -250,11 +249,22 @@ struct Client {
 
 impl Client {
     fn start(port: u16, keys: Vec<String>) -> Self {
+        Self::started(port, keys, false)
+    }
+
+    /// The users of a stack being started: nothing counts until the load balancer first
+    /// answers 200.
+    fn start_when_up(port: u16, keys: Vec<String>) -> Self {
+        Self::started(port, keys, true)
+    }
+
+    fn started(port: u16, keys: Vec<String>, wait_up: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut traffic = Traffic::default();
             let mut i = 0;
+            let mut up = !wait_up;
             while !flag.load(Ordering::Relaxed) {
                 let key = &keys[i % keys.len()];
                 let start = Instant::now();
@@ -266,6 +276,13 @@ impl Client {
                     request(port, "GET", &format!("/api/keys/{key}"), "")
                 };
                 let took = start.elapsed();
+                if !up {
+                    up = matches!(result, Ok((200, _)));
+                    if !up {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                }
                 traffic.worst = traffic.worst.max(took);
                 if took > Duration::from_secs(1) {
                     traffic.slow.push(start);
@@ -315,7 +332,16 @@ impl Client {
 #[test]
 fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback() {
     let ph = Phases::new();
-    finish(ph.apply("preparation", &[])).expect(0);
+    // Users from the moment the load balancer answers: they look up the canary key that
+    // preparation writes, and preparation's monitor judges their requests.
+    let users = Client::start_when_up(ph.lb, vec![CANARY.to_string()]);
+    let prepared = finish(ph.apply("preparation", &[])).expect(0);
+    users.stop_clean("preparation");
+    assert!(
+        prepared.stdout.contains("traffic: ") && prepared.stdout.contains("window(s) judged"),
+        "preparation's monitor judged real traffic: {}",
+        prepared.stdout
+    );
     assert_eq!(get_json(ph.lb, "/health")["reads"], "redis");
 
     // The relay's data as it is before the migration.

@@ -66,6 +66,36 @@ fn redis_backup_then_flush_then_rollback_restores_keys_types_values_and_ttls() {
     let ttl_before = redis_cli(db, &["TTL", "apikey:1"]).parse::<i64>().unwrap();
     let started = Instant::now();
 
+    let out = backup_flush_then_fail(db);
+    assert!(out.stdout.contains("saved 2506 key(s)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("restored 2506 key(s)"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(snapshot(db), before);
+    assert_eq!(redis_cli(db, &["DBSIZE"]), "2506");
+    assert_eq!(
+        redis_cli(db, &["HGET", "apikey:1", "permissions"]),
+        "[\"claude\"]"
+    );
+    assert_eq!(
+        redis_cli(db, &["LRANGE", "usage:records:1", "0", "-1"]),
+        "{\"a\":1}\n{\"b\":2}"
+    );
+    let ttl_after = redis_cli(db, &["TTL", "apikey:1"]).parse::<i64>().unwrap();
+    let elapsed = started.elapsed().as_secs() as i64;
+    assert!(
+        (ttl_before - elapsed - ttl_after).abs() <= 1,
+        "TTL {ttl_before} then {ttl_after} after {elapsed}s"
+    );
+    assert_eq!(redis_cli(db, &["TTL", "plain"]), "-1");
+    assert!(!out.stdout.contains("runner-test-redis-password"));
+}
+
+/// Applies a playbook that snapshots Redis database `db`, flushes it and fails, so that its
+/// rollback restores the snapshot; the run's output.
+fn backup_flush_then_fail(db: u8) -> crate::support::Run {
     let p = Project::new();
     p.write(
         "pb.toml",
@@ -98,31 +128,105 @@ reason = "test"
     );
     let mut command = p.command(&["apply", "pb.toml", "--yes"]);
     command.env("TEST_REDIS_URL", service("RUNNER_TEST_REDIS_URL"));
-    let out = finish(command).expect(4);
-    assert!(out.stdout.contains("saved 2506 key(s)"), "{}", out.stdout);
+    finish(command).expect(4)
+}
+
+/// What a key holds, byte for byte: its type and contents (a hash's fields and a set's
+/// members sorted: DUMP's own bytes follow a hash table's order, which a RESTORE may change).
+type Held = (String, Vec<Vec<u8>>, bool);
+
+/// Every key of database `db` (its bytes), with what it holds and whether it has an expiry.
+fn contents(db: u8) -> std::collections::BTreeMap<Vec<u8>, Held> {
+    let url = format!("{}/{db}", service("RUNNER_TEST_REDIS_URL"));
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    keys.into_iter()
+        .map(|key| {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+            let mut read = |args: &[&str]| -> Vec<Vec<u8>> {
+                let mut cmd = redis::cmd(args[0]);
+                cmd.arg(&key).arg(&args[1..]);
+                cmd.query(&mut conn).unwrap()
+            };
+            let mut items = match kind.as_str() {
+                "string" => vec![read(&["GET"]).concat()],
+                "hash" => read(&["HGETALL"]),
+                "list" => read(&["LRANGE", "0", "-1"]),
+                "set" => read(&["SMEMBERS"]),
+                _ => read(&["ZRANGE", "0", "-1", "WITHSCORES"]),
+            };
+            if kind == "hash" {
+                let mut pairs: Vec<Vec<u8>> = items
+                    .chunks(2)
+                    .map(|p| [&p[0].len().to_le_bytes()[..], &p[0], &p[1]].concat())
+                    .collect();
+                pairs.sort();
+                items = pairs;
+            } else if kind == "set" {
+                items.sort();
+            }
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+            (key, (kind, items, ttl > 0))
+        })
+        .collect()
+}
+
+#[test]
+fn redis_backup_restores_the_generators_hostile_data_byte_for_byte() {
+    // Keys and values that are not UTF-8, NUL bytes, 100 KB values, the relay's TTLs.
+    let db = 7;
+    redis_cli(db, &["FLUSHDB"]);
+    let mut generator = std::process::Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/relay-data.py"
+    ));
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    generator
+        .args([
+            "--url",
+            &format!("{}/{db}", service("RUNNER_TEST_REDIS_URL")),
+        ])
+        .args(["--api-keys", "200", "--hostile", "--manifest"])
+        .arg(manifest.path());
+    crate::support::tool_output(generator);
+    let before = contents(db);
+    let binary = before
+        .keys()
+        .filter(|k| std::str::from_utf8(k).is_err())
+        .count();
+    let expiring = before.values().filter(|(_, _, ttl)| *ttl).count();
+    let out = backup_flush_then_fail(db);
     assert!(
-        out.stdout.contains("restored 2506 key(s)"),
+        out.stdout
+            .contains(&format!("restored {} key(s)", before.len())),
         "{}",
         out.stdout
     );
-    assert_eq!(snapshot(db), before);
-    assert_eq!(redis_cli(db, &["DBSIZE"]), "2506");
-    assert_eq!(
-        redis_cli(db, &["HGET", "apikey:1", "permissions"]),
-        "[\"claude\"]"
+    let after = contents(db);
+    let differ: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(|k| {
+            let side = |m: &std::collections::BTreeMap<Vec<u8>, Held>| {
+                m.get(k)
+                    .map(|(kind, items, ttl)| (kind.clone(), items.len(), *ttl))
+            };
+            format!(
+                "{}: {:?} -> {:?}",
+                String::from_utf8_lossy(k),
+                side(&before),
+                side(&after)
+            )
+        })
+        .take(10)
+        .collect();
+    assert!(differ.is_empty(), "keys not as they were: {differ:#?}");
+    eprintln!(
+        "{} keys restored byte for byte ({binary} with a key that is not UTF-8, {expiring} with an expiry)",
+        before.len()
     );
-    assert_eq!(
-        redis_cli(db, &["LRANGE", "usage:records:1", "0", "-1"]),
-        "{\"a\":1}\n{\"b\":2}"
-    );
-    let ttl_after = redis_cli(db, &["TTL", "apikey:1"]).parse::<i64>().unwrap();
-    let elapsed = started.elapsed().as_secs() as i64;
-    assert!(
-        (ttl_before - elapsed - ttl_after).abs() <= 1,
-        "TTL {ttl_before} then {ttl_after} after {elapsed}s"
-    );
-    assert_eq!(redis_cli(db, &["TTL", "plain"]), "-1");
-    assert!(!out.stdout.contains("runner-test-redis-password"));
+    assert!(expiring > 100, "the generator gives most keys an expiry");
 }
 
 /// Sets `bulk:0` .. `bulk:{n-1}`, 500 keys per MSET.
