@@ -439,7 +439,15 @@ fn three_phases_with_zero_downtime_a_self_rollback_a_resume_and_a_fast_rollback(
     assert!(ph.p.journals().contains("resumed from the checkpoint"));
     // The resumed run's report (the page the resume left): its timeline, the migration's rate,
     // the monitor's health probes.
-    let page = ph.run(&["report", "--format", "html"]).expect(0).stdout;
+    // Opened in headless Chromium: no console error, and the elements drawn.
+    ph.run(&["report", "--format", "html", "--out", "hybrid.html"])
+        .expect(0);
+    let (page, log) = crate::report::chromium(&ph.p.file("hybrid.html"), &ph.p.file("hybrid.png"));
+    assert_eq!(
+        crate::report::console_errors(&log),
+        Vec::<&str>::new(),
+        "{log}"
+    );
     for shown in [
         "<svg id=\"timeline\"",
         "aria-label=\"migration rate\"",

@@ -57,7 +57,7 @@ reason = "it changes nothing"
 
 /// Chromium's rendering of `page`: the DOM after load, and its log (console messages and
 /// policy violations land there).
-fn chromium(page: &Path, screenshot: &Path) -> (String, String) {
+pub(crate) fn chromium(page: &Path, screenshot: &Path) -> (String, String) {
     let url = format!("file://{}", page.display());
     let run = |extra: &[&str]| {
         let out = Command::new("chromium")
@@ -95,7 +95,7 @@ fn chromium(page: &Path, screenshot: &Path) -> (String, String) {
 }
 
 /// What in Chromium's log says the page is broken: a console message or a blocked resource.
-fn console_errors(log: &str) -> Vec<&str> {
+pub(crate) fn console_errors(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("CONSOLE") || l.contains("Content Security Policy"))
         .collect()
