@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::engine::{self, Emitter, Event, Run, RunStatus};
 use crate::error::{Error, Result, exit_code};
+use crate::fingerprint;
 use crate::journal::{self, Header, Journal, RunState, lock::Lock};
 use crate::plan::{self, Plan};
 use crate::playbook::{self, Playbook};
@@ -554,10 +555,10 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
     let playbook = playbook::load(&header.playbook, &header.vars, Some(&header.run))?;
     let plan = plan_of(&playbook, true).await?;
     // The playbook may be named by another path now (resume runs from anywhere): match it by role.
-    let same = |old: &plan::Input, new: &plan::Input| {
+    let same = |old: &fingerprint::Input, new: &fingerprint::Input| {
         old.role == new.role
             && old.sha256 == new.sha256
-            && (old.role == plan::InputRole::Playbook || old.path == new.path)
+            && (old.role == fingerprint::InputRole::Playbook || old.path == new.path)
     };
     let changed: Vec<String> = header
         .inputs

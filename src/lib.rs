@@ -16,6 +16,8 @@ mod diagnostic;
 mod docker;
 mod engine;
 mod error;
+mod fingerprint;
+mod fs;
 #[cfg(test)]
 mod fuzz_tests;
 mod journal;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::fingerprint::{Input, InputRole, sha256};
 use crate::playbook::{OnFailure, Playbook, Rollback};
 
 /// The plan file format; older or newer files are refused with a clear message.
@@ -70,40 +70,6 @@ pub(crate) struct PlannedStep {
     pub(crate) compose: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Input {
-    pub(crate) path: String,
-    pub(crate) role: InputRole,
-    pub(crate) sha256: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum InputRole {
-    Playbook,
-    /// A file the playbook reads (a template, a SQL file).
-    File,
-    /// A file a step writes (or saves).
-    Target,
-    /// The rows of a SQL history table for one step's files (`path` names the table).
-    History,
-}
-
-impl Input {
-    pub(crate) fn new(path: &str, role: InputRole, bytes: Option<&[u8]>) -> Self {
-        Input {
-            path: path.to_string(),
-            role,
-            sha256: bytes.map(sha256),
-        }
-    }
-}
-
-/// The checksum inputs are fingerprinted with.
-pub(crate) fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// What planning read of the live system: the files the steps touch (`None`: absent) and,
 /// with `--refresh`, the SQL history of each `sql` step.
 #[derive(Clone, Debug, Default)]
@@ -142,7 +108,7 @@ pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observ
     }
     for path in playbook.steps.iter().flat_map(|s| s.action.observes()) {
         if !observed.files.contains_key(path) {
-            let content = crate::steps::files::read_optional(&playbook.workdir.join(path))
+            let content = crate::fs::read_optional(&playbook.workdir.join(path))
                 .map_err(Error::io(format!("cannot read `{path}`")))?;
             observed.files.insert(path.to_string(), content);
         }
@@ -256,7 +222,7 @@ pub(crate) fn drifted(inputs: &[Input], workdir: &Path) -> Vec<String> {
                 InputRole::Playbook => Path::new(&input.path).to_path_buf(),
                 _ => workdir.join(&input.path),
             };
-            let now = match crate::steps::files::read_optional(&path) {
+            let now = match crate::fs::read_optional(&path) {
                 Ok(bytes) => bytes.as_deref().map(sha256),
                 Err(e) => return Some(format!("`{}` cannot be read: {e}", input.path)),
             };
@@ -359,26 +325,6 @@ impl Plan {
         }
         out
     }
-}
-
-/// A unified diff of a file's current content (`None`: absent) against its new content.
-pub(crate) fn diff(path: &str, current: Option<&[u8]>, new: &[u8]) -> String {
-    let (Ok(old), Ok(new)) = (
-        std::str::from_utf8(current.unwrap_or_default()),
-        std::str::from_utf8(new),
-    ) else {
-        return format!("binary content of `{path}` changes\n");
-    };
-    let from = if current.is_some() {
-        format!("a/{path}")
-    } else {
-        "/dev/null".to_string()
-    };
-    similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(&from, &format!("b/{path}"))
-        .to_string()
 }
 
 #[cfg(test)]

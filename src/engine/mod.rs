@@ -14,8 +14,9 @@ pub(crate) use event::{Event, RunStatus, StoredUndo};
 pub(crate) use rollback::roll_back;
 
 use crate::error::Result;
+use crate::fingerprint::InputRole;
 use crate::journal::{self, Journal, RunState};
-use crate::plan::{InputRole, Plan, PlannedStep};
+use crate::plan::{Plan, PlannedStep};
 use crate::playbook::{OnFailure, Playbook, Rollback, Step};
 use crate::report::Reporter;
 use crate::secrets::Secrets;

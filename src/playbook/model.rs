@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Input;
+use crate::fingerprint::Input;
 use crate::secrets::Secrets;
 use crate::steps::{Action, DefaultRollback, exec};
 

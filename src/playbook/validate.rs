@@ -14,8 +14,8 @@ use toml::de::DeValue;
 use super::model::{OnFailure, Playbook, Rollback, Step};
 use super::raw::{self, Common, Document, Header, RollbackCommand, Secret, StepParts};
 use crate::diagnostic::{Problem, Source};
+use crate::fingerprint::{Input, InputRole};
 use crate::notify::Notify;
-use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
 use crate::steps::{
     Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
@@ -151,7 +151,7 @@ impl Checker<'_> {
         self.no_secret_in_path(&path, field.span())?;
         let what = match std::fs::metadata(self.workdir.join(&path)) {
             Err(_) => return Some(path),
-            Ok(m) => crate::steps::files::kind(&m.file_type()),
+            Ok(m) => crate::fs::kind(&m.file_type()),
         };
         match what {
             None => Some(path),
@@ -271,7 +271,7 @@ impl Checker<'_> {
             }
             let special = std::fs::metadata(self.workdir.join(path))
                 .ok()
-                .and_then(|m| crate::steps::files::kind(&m.file_type()));
+                .and_then(|m| crate::fs::kind(&m.file_type()));
             if let Some(what) = special {
                 self.problem(
                     span,

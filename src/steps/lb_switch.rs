@@ -115,7 +115,7 @@ impl LbSwitch {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let wrote = files::replace(
+        let wrote = crate::fs::replace(
             &cx.resolve(&self.file),
             self.content.as_bytes(),
             None,

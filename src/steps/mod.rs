@@ -109,7 +109,7 @@ impl Intent {
         Intent {
             action,
             changes,
-            diff: changes.then(|| crate::plan::diff(path, current, content.as_bytes())),
+            diff: changes.then(|| crate::fingerprint::diff(path, current, content.as_bytes())),
             refusal: None,
             writes: Some((path.to_string(), content.as_bytes().to_vec())),
             compose: None,

@@ -4,7 +4,6 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::files;
 use super::{Intent, StepCx, StepError};
 use crate::plan::Observed;
 use crate::playbook::Checker;
@@ -64,7 +63,7 @@ impl Template {
     }
 
     pub(crate) fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let wrote = files::replace(
+        let wrote = crate::fs::replace(
             &cx.resolve(&self.dest),
             self.content.as_bytes(),
             self.mode,
