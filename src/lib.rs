@@ -10,6 +10,7 @@
 #[macro_use]
 mod output;
 
+mod check;
 mod cli;
 mod db;
 mod diagnostic;

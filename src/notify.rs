@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
 
+use crate::check::Checker;
 use crate::engine::RunStatus;
-use crate::playbook::Checker;
 
 /// Attempts per alert, waiting 250 ms, then twice as long each time.
 const ATTEMPTS: u32 = 3;

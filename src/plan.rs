@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fingerprint::{Input, InputRole, sha256};
-use crate::playbook::{OnFailure, Playbook, Rollback};
+use crate::playbook::{OnFailure, Playbook};
+use crate::steps::Rollback;
 
 /// The plan file format; older or newer files are refused with a clear message.
 /// Version 2 added each step's `expects`.
@@ -179,7 +180,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
 
 /// What a step depends on as the plan sees it just before the step: the files it reads (as
 /// loaded), the files it touches (as the steps before it leave them), its SQL history.
-fn expectations(playbook: &Playbook, step: &crate::playbook::Step, state: &Observed) -> Vec<Input> {
+fn expectations(playbook: &Playbook, step: &crate::steps::Step, state: &Observed) -> Vec<Input> {
     let loaded = |path: &str| {
         playbook
             .inputs

@@ -17,10 +17,10 @@ use crate::error::Result;
 use crate::fingerprint::InputRole;
 use crate::journal::{self, Journal, RunState};
 use crate::plan::{Plan, PlannedStep};
-use crate::playbook::{OnFailure, Playbook, Rollback, Step};
+use crate::playbook::{OnFailure, Playbook};
 use crate::report::Reporter;
 use crate::secrets::Secrets;
-use crate::steps::{Done, Note, StepCx, StepError, Undo};
+use crate::steps::{Done, Note, Rollback, Step, StepCx, StepError, Undo};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

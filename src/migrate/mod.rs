@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::check::Checker;
 use crate::db::{postgres, redis};
-use crate::playbook::Checker;
 use crate::steps::{Intent, StepCx, StepError, Undo};
 use ::redis::aio::MultiplexedConnection;
 use copy::CopyText;

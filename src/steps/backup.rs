@@ -5,8 +5,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
+use crate::check::Checker;
 use crate::plan::Observed;
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -9,9 +9,9 @@ use toml::Spanned;
 
 use super::compose::dotenv;
 use super::{Intent, StepCx, StepError};
+use crate::check::{Checker, Scalar};
 use crate::fingerprint::diff;
 use crate::plan::Observed;
-use crate::playbook::{Checker, Scalar};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

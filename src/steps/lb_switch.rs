@@ -12,9 +12,9 @@ use toml::Spanned;
 
 use super::files::{self, Snapshot};
 use super::{Intent, StepCx, StepError};
+use crate::check::Checker;
 use crate::docker::{self, describe};
 use crate::plan::Observed;
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

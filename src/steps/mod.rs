@@ -19,6 +19,7 @@ pub(crate) mod pg_wait;
 pub(crate) mod preflight;
 pub(crate) mod redis_backup;
 pub(crate) mod sql;
+mod step;
 pub(crate) mod template;
 pub(crate) mod verify;
 
@@ -26,6 +27,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub(crate) use step::{Rollback, Step};
 
 use crate::plan::Observed;
 

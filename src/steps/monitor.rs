@@ -18,9 +18,9 @@ use toml::Spanned;
 
 use super::verify::Verdict;
 use super::{Intent, StepCx, StepError};
+use crate::check::Checker;
 use crate::docker::{self, describe};
 use crate::notify::{self, Alert, Level};
-use crate::playbook::Checker;
 use crate::traffic::{self, Traffic, Watch};
 
 #[derive(Deserialize)]

@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::exec::Command;
 use super::{Done, Intent, StepCx, StepError, Undo};
+use crate::check::Checker;
 use crate::db::postgres::Target;
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Done, Intent, StepCx, StepError, Undo};
+use crate::check::Checker;
 use crate::db::redis::Target;
-use crate::playbook::Checker;
 
 /// Keys per SCAN page and per pipeline.
 const BATCH: usize = 1000;

@@ -14,8 +14,8 @@ use tokio_postgres::Client;
 use toml::Spanned;
 
 use super::{Done, Intent, StepCx, StepError, Undo};
+use crate::check::{Checker, Scalar};
 use crate::db::postgres::{Target, describe};
-use crate::playbook::{Checker, Scalar};
 
 const NO_TRANSACTION: &str = "-- runner:no-transaction";
 const DEFAULT_HISTORY: &str = "public.runner_sql_history";

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::playbook::Checker;
+use crate::check::Checker;
 use crate::steps::StepError;
 use crate::steps::verify::Verdict;
 use log::{Line, Tail};

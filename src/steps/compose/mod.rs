@@ -20,10 +20,10 @@ use toml::Spanned;
 use self::model::Project;
 use super::docker_build::{Recipe, Tags, build};
 use super::{Intent, StepCx, StepError, Undo};
+use crate::check::Checker;
 use crate::diagnostic::{Problem, Source};
 use crate::docker::{self, describe};
 use crate::plan::Observed;
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,9 +12,9 @@ mod traffic;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Done, Intent, StepCx, StepError};
+use super::{Done, Intent, Step, StepCx, StepError};
+use crate::check::Checker;
 use crate::migrate::check::{Found, MigrationCheck};
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,10 +80,11 @@ impl Check {
 }
 
 impl Verify {
-    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+    /// `earlier`: the valid steps before this one, for a load that repeats one of theirs.
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>, earlier: &[Step]) -> Option<Self> {
         let load = raw.load.map(|l| {
             let span = l.span();
-            load::Load::validate(l.into_inner(), span, cx)
+            load::Load::validate(l.into_inner(), span, cx, earlier)
         });
         let postgres = raw.postgres.map(|p| postgres::PgHealth::validate(p, cx));
         let containers = raw
