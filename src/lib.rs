@@ -12,6 +12,7 @@ mod output;
 
 mod check;
 mod cli;
+mod context;
 mod db;
 mod diagnostic;
 mod docker;

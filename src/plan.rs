@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fingerprint::{Input, InputRole, sha256};
 use crate::playbook::{OnFailure, Playbook};
-use crate::steps::Rollback;
+use crate::steps::{Observed, Rollback};
 
 /// The plan file format; older or newer files are refused with a clear message.
 /// Version 2 added each step's `expects`.
@@ -69,28 +69,6 @@ pub(crate) struct PlannedStep {
     /// A compose step's services as runner will create them, YAML, secrets redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) compose: Option<String>,
-}
-
-/// What planning read of the live system: the files the steps touch (`None`: absent) and,
-/// with `--refresh`, the SQL history of each `sql` step.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Observed {
-    refreshed: bool,
-    files: BTreeMap<String, Option<Vec<u8>>>,
-    sql: BTreeMap<String, std::result::Result<Vec<crate::steps::sql::Row>, String>>,
-}
-
-impl Observed {
-    pub(crate) fn current(&self, path: &str) -> Option<&[u8]> {
-        self.files.get(path).and_then(|c| c.as_deref())
-    }
-
-    pub(crate) fn sql_history(
-        &self,
-        step: &str,
-    ) -> Option<&std::result::Result<Vec<crate::steps::sql::Row>, String>> {
-        self.sql.get(step)
-    }
 }
 
 /// Reads what the plan depends on: the only I/O of planning. With `refresh`, also the live

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) use event::{Event, RunStatus, StoredUndo};
 pub(crate) use rollback::roll_back;
 
+use crate::context::{Note, StepCx};
 use crate::error::Result;
 use crate::fingerprint::InputRole;
 use crate::journal::{self, Journal, RunState};
@@ -20,7 +21,7 @@ use crate::plan::{Plan, PlannedStep};
 use crate::playbook::{OnFailure, Playbook};
 use crate::report::Reporter;
 use crate::secrets::Secrets;
-use crate::steps::{Done, Note, Rollback, Step, StepCx, StepError, Undo};
+use crate::steps::{Done, Rollback, Step, StepError, Undo};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{Emitter, Event, millis};
+use crate::context::StepCx;
 use crate::error::Result;
-use crate::steps::{StepCx, Undo};
+use crate::steps::Undo;
 
 /// Rolls back `pending` (newest first). `Ok(false)`: a rollback failed; manual action needed.
 pub(crate) async fn roll_back(

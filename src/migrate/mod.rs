@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::check::Checker;
+use crate::context::StepCx;
 use crate::db::{postgres, redis};
-use crate::steps::{Intent, StepCx, StepError, Undo};
+use crate::steps::{Intent, StepError, Undo};
 use ::redis::aio::MultiplexedConnection;
 use copy::CopyText;
 use futures_util::StreamExt;

@@ -11,7 +11,7 @@ use super::compose::dotenv;
 use super::{Intent, StepCx, StepError};
 use crate::check::{Checker, Scalar};
 use crate::fingerprint::diff;
-use crate::plan::Observed;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@ use super::files::{self, Snapshot};
 use super::{Intent, StepCx, StepError};
 use crate::check::Checker;
 use crate::docker::{self, describe};
-use crate::plan::Observed;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -407,7 +407,8 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::steps::{Action, Note};
+    use crate::context::Note;
+    use crate::steps::Action;
 
     /// The monitor of a playbook whose only step watches `access.log` beside it.
     fn monitor(dir: &std::path::Path, fields: &str) -> Monitor {

@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
 use crate::check::Checker;
-use crate::plan::Observed;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

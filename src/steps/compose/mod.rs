@@ -23,7 +23,7 @@ use super::{Intent, StepCx, StepError, Undo};
 use crate::check::Checker;
 use crate::diagnostic::{Problem, Source};
 use crate::docker::{self, describe};
-use crate::plan::Observed;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
