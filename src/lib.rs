@@ -16,8 +16,10 @@ mod context;
 mod db;
 mod diagnostic;
 mod docker;
+mod emitter;
 mod engine;
 mod error;
+mod event;
 mod fingerprint;
 mod fs;
 #[cfg(test)]

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Event, RunStatus, StoredUndo};
 use crate::error::{Error, Result};
+use crate::event::{Event, RunStatus, StoredUndo};
 use crate::fingerprint::Input;
 use crate::steps::Undo;
 use crate::template::RunIdentity;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
-use crate::engine::Event;
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::journal::{Record, RunState};
 use crate::plan::Plan;
 use crate::secrets::Secrets;
