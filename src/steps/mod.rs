@@ -190,6 +190,16 @@ impl From<String> for StepError {
     }
 }
 
+impl From<crate::traffic::Inconclusive> for StepError {
+    fn from(gate: crate::traffic::Inconclusive) -> Self {
+        StepError {
+            message: gate.message,
+            partial: None,
+            pause: gate.pause,
+        }
+    }
+}
+
 impl StepError {
     /// Wraps an I/O error with what was being done.
     pub(crate) fn io(context: String) -> impl FnOnce(std::io::Error) -> StepError {
@@ -269,7 +279,7 @@ impl Action {
             Action::Notify(s) => s.plan(),
             Action::Monitor(s) => s.plan(),
             Action::Verify(s) => s.plan(),
-            Action::Migrate(s) => s.plan(),
+            Action::Migrate(s) => Intent::new(s.describe(), true),
         }
     }
 
@@ -314,7 +324,7 @@ impl Action {
         match self {
             Action::Backup(_) | Action::Template(_) | Action::Env(_) => {}
             Action::DockerBuild(s) => return s.prepare().await.map(Some),
-            Action::Migrate(s) => return Ok(Some(s.prepare(cx))),
+            Action::Migrate(s) => return Ok(Some(Undo::Migration(s.written(cx.run_id)))),
             Action::Sql(s) => return s.prepare().await,
             Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
             Action::LbSwitch(s) => return s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
@@ -376,7 +386,7 @@ impl Action {
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
             Action::Monitor(s) => s.apply(cx).await.map(Done::from),
             Action::Verify(s) => s.apply(cx).await,
-            Action::Migrate(s) => s.apply(cx).await.map(Done::from),
+            Action::Migrate(s) => s.apply(cx).await.map(Done::from).map_err(StepError::from),
         }
     }
 }
@@ -413,7 +423,7 @@ impl Undo {
             Undo::Retag(tags) => tags.restore().await,
             Undo::Containers(containers) => containers.restore(cx).await,
             Undo::Upstream(switched) => switched.restore().await,
-            Undo::Migration(written) => written.restore().await,
+            Undo::Migration(written) => written.restore().await.map_err(StepError::from),
         }
     }
 }

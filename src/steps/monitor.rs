@@ -16,12 +16,11 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use toml::Spanned;
 
-use super::verify::Verdict;
 use super::{Intent, StepCx, StepError};
 use crate::check::Checker;
 use crate::docker::{self, describe};
 use crate::notify::{self, Alert, Level};
-use crate::traffic::{self, Traffic, Watch};
+use crate::traffic::{self, Traffic, Verdict, Watch};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,7 +141,7 @@ impl Monitor {
         // The last look, as the window ends.
         look_at_traffic(&mut watch, cx, started, &mut warned).await?;
         if watch.judged == 0 {
-            return Err(traffic.inconclusive(watch.too_thin()));
+            return Err(traffic.inconclusive(watch.too_thin()).into());
         }
         Ok(format!(
             "{summary}; traffic: {} window(s) judged, the busiest had {} request(s)",

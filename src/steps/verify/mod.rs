@@ -15,6 +15,7 @@ use toml::Spanned;
 use super::{Done, Intent, Step, StepCx, StepError};
 use crate::check::Checker;
 use crate::migrate::check::{Found, MigrationCheck};
+use crate::traffic::Verdict;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,13 +34,6 @@ pub(crate) struct Verify {
     containers: Option<containers::Containers>,
     migration: Option<MigrationCheck>,
     traffic: Option<crate::traffic::Traffic>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Ok,
-    Warning,
-    Critical,
 }
 
 /// One line of the checklist.
