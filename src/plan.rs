@@ -111,7 +111,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
             }
             PlannedStep {
                 id: step.id.clone(),
-                kind: step.action.kind().to_string(),
+                kind: step.action.kind().name().to_string(),
                 description: step.description.as_deref().map(redact),
                 action: redact(&intent.action),
                 changes: intent.changes,

@@ -251,7 +251,7 @@ async fn run_step<S: Sink>(
         let started = Instant::now();
         run.sink.emit(Event::StepStarted {
             step: step.id.clone(),
-            kind: step.action.kind().into(),
+            kind: step.action.kind().name().into(),
             index,
             attempt,
         })?;

@@ -17,7 +17,7 @@ use crate::fingerprint::{Input, InputRole};
 use crate::notify::Notify;
 use crate::secrets::Secrets;
 use crate::steps::{
-    Action, DefaultRollback, KINDS, Rollback, Step, backup, compose, docker_build, docker_prune,
+    Action, DefaultRollback, Kind, Rollback, Step, backup, compose, docker_build, docker_prune,
     env, exec, http_check, lb_switch, monitor, notify, pg_backup, pg_wait, preflight, redis_backup,
     sql, template, verify,
 };
@@ -307,7 +307,23 @@ fn plan_file(cx: &mut Checker<'_>, action: &Action) {
             .ok();
             cx.planned.insert(e.file.clone(), edited);
         }
-        _ => {}
+        Action::Backup(_)
+        | Action::Exec(_)
+        | Action::Sql(_)
+        | Action::PgWait(_)
+        | Action::PgBackup(_)
+        | Action::RedisBackup(_)
+        | Action::Preflight(_)
+        | Action::DockerBuild(_)
+        | Action::ComposeUp(_)
+        | Action::ComposeDown(_)
+        | Action::LbSwitch(_)
+        | Action::DockerPrune(_)
+        | Action::HttpCheck(_)
+        | Action::Notify(_)
+        | Action::Monitor(_)
+        | Action::Verify(_)
+        | Action::Migrate(_) => {}
     }
 }
 
@@ -338,74 +354,18 @@ fn step(
     let id = common.id.get_ref().clone();
     let id_ok = check_id(&common.id, cx, seen);
     let what = format!("step `{id}`");
-    let kind = common.kind.get_ref().as_str();
-    let action = match kind {
-        "backup" => parsed(kind_fields, cx, &what)
-            .and_then(|r| backup::Backup::validate(r, cx))
-            .map(Action::Backup),
-        "template" => parsed(kind_fields, cx, &what)
-            .and_then(|r| template::Template::validate(r, cx))
-            .map(Action::Template),
-        "env" => parsed(kind_fields, cx, &what)
-            .and_then(|r| env::Env::validate(r, cx))
-            .map(Action::Env),
-        "exec" => parsed(kind_fields, cx, &what)
-            .and_then(|r| exec::Exec::validate(r, cx))
-            .map(Action::Exec),
-        "sql" => parsed(kind_fields, cx, &what)
-            .and_then(|r| sql::Sql::validate(r, cx))
-            .map(Action::Sql),
-        "pg_wait" => parsed(kind_fields, cx, &what)
-            .and_then(|r| pg_wait::PgWait::validate(r, cx))
-            .map(Action::PgWait),
-        "pg_backup" => parsed(kind_fields, cx, &what)
-            .and_then(|r| pg_backup::PgBackup::validate(r, cx))
-            .map(Action::PgBackup),
-        "redis_backup" => parsed(kind_fields, cx, &what)
-            .and_then(|r| redis_backup::RedisBackup::validate(r, cx))
-            .map(Action::RedisBackup),
-        "preflight" => parsed(kind_fields, cx, &what)
-            .and_then(|r| preflight::Preflight::validate(r, cx))
-            .map(Action::Preflight),
-        "docker_build" => parsed(kind_fields, cx, &what)
-            .and_then(|r| docker_build::DockerBuild::validate(r, cx))
-            .map(Action::DockerBuild),
-        "compose_up" => parsed(kind_fields, cx, &what)
-            .and_then(|r| compose::Compose::validate(r, cx, false))
-            .map(Action::ComposeUp),
-        "compose_down" => parsed(kind_fields, cx, &what)
-            .and_then(|r| compose::Compose::validate(r, cx, true))
-            .map(Action::ComposeDown),
-        "lb_switch" => parsed(kind_fields, cx, &what)
-            .and_then(|r| lb_switch::LbSwitch::validate(r, cx))
-            .map(Action::LbSwitch),
-        "docker_prune" => parsed(kind_fields, cx, &what)
-            .and_then(|r| docker_prune::DockerPrune::validate(r, cx))
-            .map(Action::DockerPrune),
-        "http_check" => parsed(kind_fields, cx, &what)
-            .and_then(|r| http_check::HttpCheck::validate(r, cx))
-            .map(Action::HttpCheck),
-        "notify" => parsed(kind_fields, cx, &what)
-            .and_then(|r| notify::Notify::validate(r, cx))
-            .map(Action::Notify),
-        "monitor" => parsed(kind_fields, cx, &what)
-            .and_then(|r| monitor::Monitor::validate(r, cx))
-            .map(Action::Monitor),
-        "verify" => parsed(kind_fields, cx, &what)
-            .and_then(|r| verify::Verify::validate(r, cx, earlier))
-            .map(|v| Action::Verify(Box::new(v))),
-        "migrate" => parsed(kind_fields, cx, &what)
-            .and_then(|r| crate::migrate::Migrate::validate(r, cx))
-            .map(|m| Action::Migrate(Box::new(m))),
-        other => {
+    let action = match Kind::parse(common.kind.get_ref()) {
+        Some(kind) => action(kind, kind_fields, cx, &what, earlier),
+        None => {
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
             cx.problems.push(
                 cx.source
                     .problem(
                         common.kind.span(),
-                        format!("unknown step kind `{other}`"),
+                        format!("unknown step kind `{}`", common.kind.get_ref()),
                         "not a step kind",
                     )
-                    .with_help(format!("the kinds are: {}", KINDS.join(", "))),
+                    .with_help(format!("the kinds are: {}", names.join(", "))),
             );
             None
         }
@@ -427,6 +387,75 @@ fn step(
         rollback,
         action,
     })
+}
+
+/// The step's kind-specific fields, parsed and checked by its kind.
+fn action(
+    kind: Kind,
+    fields: Spanned<DeValue<'_>>,
+    cx: &mut Checker<'_>,
+    what: &str,
+    earlier: &[Step],
+) -> Option<Action> {
+    match kind {
+        Kind::Backup => parsed(fields, cx, what)
+            .and_then(|r| backup::Backup::validate(r, cx))
+            .map(Action::Backup),
+        Kind::Template => parsed(fields, cx, what)
+            .and_then(|r| template::Template::validate(r, cx))
+            .map(Action::Template),
+        Kind::Env => parsed(fields, cx, what)
+            .and_then(|r| env::Env::validate(r, cx))
+            .map(Action::Env),
+        Kind::Exec => parsed(fields, cx, what)
+            .and_then(|r| exec::Exec::validate(r, cx))
+            .map(Action::Exec),
+        Kind::Sql => parsed(fields, cx, what)
+            .and_then(|r| sql::Sql::validate(r, cx))
+            .map(Action::Sql),
+        Kind::PgWait => parsed(fields, cx, what)
+            .and_then(|r| pg_wait::PgWait::validate(r, cx))
+            .map(Action::PgWait),
+        Kind::PgBackup => parsed(fields, cx, what)
+            .and_then(|r| pg_backup::PgBackup::validate(r, cx))
+            .map(Action::PgBackup),
+        Kind::RedisBackup => parsed(fields, cx, what)
+            .and_then(|r| redis_backup::RedisBackup::validate(r, cx))
+            .map(Action::RedisBackup),
+        Kind::Preflight => parsed(fields, cx, what)
+            .and_then(|r| preflight::Preflight::validate(r, cx))
+            .map(Action::Preflight),
+        Kind::DockerBuild => parsed(fields, cx, what)
+            .and_then(|r| docker_build::DockerBuild::validate(r, cx))
+            .map(Action::DockerBuild),
+        Kind::ComposeUp => parsed(fields, cx, what)
+            .and_then(|r| compose::Compose::validate(r, cx, false))
+            .map(Action::ComposeUp),
+        Kind::ComposeDown => parsed(fields, cx, what)
+            .and_then(|r| compose::Compose::validate(r, cx, true))
+            .map(Action::ComposeDown),
+        Kind::LbSwitch => parsed(fields, cx, what)
+            .and_then(|r| lb_switch::LbSwitch::validate(r, cx))
+            .map(Action::LbSwitch),
+        Kind::DockerPrune => parsed(fields, cx, what)
+            .and_then(|r| docker_prune::DockerPrune::validate(r, cx))
+            .map(Action::DockerPrune),
+        Kind::HttpCheck => parsed(fields, cx, what)
+            .and_then(|r| http_check::HttpCheck::validate(r, cx))
+            .map(Action::HttpCheck),
+        Kind::Notify => parsed(fields, cx, what)
+            .and_then(|r| notify::Notify::validate(r, cx))
+            .map(Action::Notify),
+        Kind::Monitor => parsed(fields, cx, what)
+            .and_then(|r| monitor::Monitor::validate(r, cx))
+            .map(Action::Monitor),
+        Kind::Verify => parsed(fields, cx, what)
+            .and_then(|r| verify::Verify::validate(r, cx, earlier))
+            .map(|v| Action::Verify(Box::new(v))),
+        Kind::Migrate => parsed(fields, cx, what)
+            .and_then(|r| crate::migrate::Migrate::validate(r, cx))
+            .map(|m| Action::Migrate(Box::new(m))),
+    }
 }
 
 fn parsed<T: serde::de::DeserializeOwned>(

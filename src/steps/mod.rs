@@ -11,6 +11,7 @@ pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod http_check;
+mod kind;
 pub(crate) mod lb_switch;
 pub(crate) mod monitor;
 pub(crate) mod notify;
@@ -29,31 +30,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::context::StepCx;
+pub(crate) use kind::Kind;
 pub(crate) use observed::Observed;
 pub(crate) use step::{Rollback, Step};
-
-/// The kind names a playbook may use.
-pub(crate) const KINDS: &[&str] = &[
-    "backup",
-    "template",
-    "env",
-    "exec",
-    "sql",
-    "pg_wait",
-    "pg_backup",
-    "redis_backup",
-    "preflight",
-    "docker_build",
-    "compose_up",
-    "compose_down",
-    "lb_switch",
-    "docker_prune",
-    "http_check",
-    "notify",
-    "monitor",
-    "verify",
-    "migrate",
-];
 
 /// What a step does, with its kind's fields.
 #[derive(Debug)]
@@ -208,33 +187,53 @@ impl StepError {
 }
 
 impl Action {
-    pub(crate) fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
-            Action::Backup(_) => "backup",
-            Action::Template(_) => "template",
-            Action::Env(_) => "env",
-            Action::Exec(_) => "exec",
-            Action::Sql(_) => "sql",
-            Action::PgWait(_) => "pg_wait",
-            Action::PgBackup(_) => "pg_backup",
-            Action::RedisBackup(_) => "redis_backup",
-            Action::Preflight(_) => "preflight",
-            Action::DockerBuild(_) => "docker_build",
-            Action::ComposeUp(_) => "compose_up",
-            Action::ComposeDown(_) => "compose_down",
-            Action::LbSwitch(_) => "lb_switch",
-            Action::DockerPrune(_) => "docker_prune",
-            Action::HttpCheck(_) => "http_check",
-            Action::Notify(_) => "notify",
-            Action::Monitor(_) => "monitor",
-            Action::Verify(_) => "verify",
-            Action::Migrate(_) => "migrate",
+            Action::Backup(_) => Kind::Backup,
+            Action::Template(_) => Kind::Template,
+            Action::Env(_) => Kind::Env,
+            Action::Exec(_) => Kind::Exec,
+            Action::Sql(_) => Kind::Sql,
+            Action::PgWait(_) => Kind::PgWait,
+            Action::PgBackup(_) => Kind::PgBackup,
+            Action::RedisBackup(_) => Kind::RedisBackup,
+            Action::Preflight(_) => Kind::Preflight,
+            Action::DockerBuild(_) => Kind::DockerBuild,
+            Action::ComposeUp(_) => Kind::ComposeUp,
+            Action::ComposeDown(_) => Kind::ComposeDown,
+            Action::LbSwitch(_) => Kind::LbSwitch,
+            Action::DockerPrune(_) => Kind::DockerPrune,
+            Action::HttpCheck(_) => Kind::HttpCheck,
+            Action::Notify(_) => Kind::Notify,
+            Action::Monitor(_) => Kind::Monitor,
+            Action::Verify(_) => Kind::Verify,
+            Action::Migrate(_) => Kind::Migrate,
         }
     }
 
     /// Whether the kind ends on its own within the step's `timeout`, with its own verdict.
     pub(crate) fn keeps_time(&self) -> bool {
-        matches!(self, Action::HttpCheck(_))
+        match self {
+            Action::HttpCheck(_) => true,
+            Action::Backup(_)
+            | Action::Template(_)
+            | Action::Env(_)
+            | Action::Exec(_)
+            | Action::Sql(_)
+            | Action::PgWait(_)
+            | Action::PgBackup(_)
+            | Action::RedisBackup(_)
+            | Action::Preflight(_)
+            | Action::DockerBuild(_)
+            | Action::ComposeUp(_)
+            | Action::ComposeDown(_)
+            | Action::LbSwitch(_)
+            | Action::DockerPrune(_)
+            | Action::Notify(_)
+            | Action::Monitor(_)
+            | Action::Verify(_)
+            | Action::Migrate(_) => false,
+        }
     }
 
     /// Files whose current content the plan needs (for diffs and the staleness check).
@@ -245,7 +244,19 @@ impl Action {
             Action::Env(s) => vec![s.file.as_str()],
             Action::ComposeUp(s) | Action::ComposeDown(s) => s.observes(),
             Action::LbSwitch(s) => vec![s.file.as_str()],
-            _ => Vec::new(),
+            Action::Exec(_)
+            | Action::Sql(_)
+            | Action::PgWait(_)
+            | Action::PgBackup(_)
+            | Action::RedisBackup(_)
+            | Action::Preflight(_)
+            | Action::DockerBuild(_)
+            | Action::DockerPrune(_)
+            | Action::HttpCheck(_)
+            | Action::Notify(_)
+            | Action::Monitor(_)
+            | Action::Verify(_)
+            | Action::Migrate(_) => Vec::new(),
         }
     }
 
@@ -255,7 +266,23 @@ impl Action {
         match self {
             Action::Template(s) => vec![s.template.as_str()],
             Action::Sql(s) => s.reads(),
-            _ => Vec::new(),
+            Action::Backup(_)
+            | Action::Env(_)
+            | Action::Exec(_)
+            | Action::PgWait(_)
+            | Action::PgBackup(_)
+            | Action::RedisBackup(_)
+            | Action::Preflight(_)
+            | Action::DockerBuild(_)
+            | Action::ComposeUp(_)
+            | Action::ComposeDown(_)
+            | Action::LbSwitch(_)
+            | Action::DockerPrune(_)
+            | Action::HttpCheck(_)
+            | Action::Notify(_)
+            | Action::Monitor(_)
+            | Action::Verify(_)
+            | Action::Migrate(_) => Vec::new(),
         }
     }
 
@@ -328,7 +355,16 @@ impl Action {
             Action::Sql(s) => return s.prepare().await,
             Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
             Action::LbSwitch(s) => return s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
-            _ => return Ok(None),
+            Action::Exec(_)
+            | Action::PgWait(_)
+            | Action::PgBackup(_)
+            | Action::RedisBackup(_)
+            | Action::Preflight(_)
+            | Action::DockerPrune(_)
+            | Action::HttpCheck(_)
+            | Action::Notify(_)
+            | Action::Monitor(_)
+            | Action::Verify(_) => return Ok(None),
         }
         let files = self
             .observes()
@@ -361,7 +397,23 @@ impl Action {
                     new_mode: env::NEW_MODE,
                 })
             }
-            _ => None,
+            Action::Backup(_)
+            | Action::Exec(_)
+            | Action::Sql(_)
+            | Action::PgWait(_)
+            | Action::PgBackup(_)
+            | Action::RedisBackup(_)
+            | Action::Preflight(_)
+            | Action::DockerBuild(_)
+            | Action::ComposeUp(_)
+            | Action::ComposeDown(_)
+            | Action::LbSwitch(_)
+            | Action::DockerPrune(_)
+            | Action::HttpCheck(_)
+            | Action::Notify(_)
+            | Action::Monitor(_)
+            | Action::Verify(_)
+            | Action::Migrate(_) => None,
         }
     }
 
@@ -397,7 +449,13 @@ impl Undo {
         match self {
             Undo::Files { files } => files.iter().collect(),
             Undo::Upstream(switched) => vec![&switched.file],
-            _ => Vec::new(),
+            Undo::Command { .. }
+            | Undo::Sql(_)
+            | Undo::PgRestore(_)
+            | Undo::RedisRestore(_)
+            | Undo::Retag(_)
+            | Undo::Containers(_)
+            | Undo::Migration(_) => Vec::new(),
         }
     }
 

@@ -420,7 +420,7 @@ mod tests {
         let playbook = crate::playbook::load(&path, &BTreeMap::new(), None).unwrap();
         match playbook.steps.into_iter().next().unwrap().action {
             Action::Monitor(m) => m,
-            other => panic!("{}", other.kind()),
+            other => panic!("{}", other.kind().name()),
         }
     }
 

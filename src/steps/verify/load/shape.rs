@@ -89,7 +89,7 @@ pub(super) fn repeated(
             .ok_or(format!("step `{id}` has no `load` to repeat")),
         Some(other) => Err(format!(
             "step `{id}` is a `{}` step, not a verify step with `load`",
-            other.kind()
+            other.kind().name()
         )),
         None => Err(format!("there is no valid step `{id}` before this one")),
     };
