@@ -85,7 +85,11 @@ pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observ
             }
         }
     }
-    for path in playbook.steps.iter().flat_map(|s| s.action.observes()) {
+    for path in playbook
+        .steps
+        .iter()
+        .flat_map(|s| s.action.facts().observes)
+    {
         if !observed.files.contains_key(path) {
             let content = crate::fs::read_optional(&playbook.workdir.join(path))
                 .map_err(Error::io(format!("cannot read `{path}`")))?;
@@ -166,9 +170,9 @@ fn expectations(playbook: &Playbook, step: &crate::steps::Step, state: &Observed
             .find(|i| i.role == InputRole::File && i.path == path)
             .and_then(|i| i.sha256.clone())
     };
-    let mut expects: Vec<Input> = step
-        .action
-        .reads()
+    let facts = step.action.facts();
+    let mut expects: Vec<Input> = facts
+        .reads
         .into_iter()
         .map(|path| Input {
             path: path.to_string(),
@@ -176,7 +180,7 @@ fn expectations(playbook: &Playbook, step: &crate::steps::Step, state: &Observed
             sha256: loaded(path),
         })
         .collect();
-    for path in step.action.observes() {
+    for path in facts.observes {
         if !expects.iter().any(|e| e.path == path) {
             expects.push(Input::new(path, InputRole::Target, state.current(path)));
         }

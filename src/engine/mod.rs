@@ -422,7 +422,7 @@ const INTERRUPTED: &str = "interrupted";
 async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<Done, StepError> {
     let work = async {
         // A kind that keeps its own time within the step's timeout gets a moment to report.
-        let grace = if step.action.keeps_time() {
+        let grace = if step.action.facts().keeps_time {
             Duration::from_secs(5)
         } else {
             Duration::ZERO

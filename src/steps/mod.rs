@@ -99,6 +99,18 @@ impl Intent {
     }
 }
 
+/// What the plan and the engine need to know of a step besides its verbs.
+#[derive(Default)]
+pub(crate) struct Facts<'a> {
+    /// Files whose current content the plan needs (for diffs and the staleness check).
+    pub(crate) observes: Vec<&'a str>,
+    /// Files the step's content was loaded from (rendered or run as loaded): the plan expects
+    /// them unchanged when the step starts.
+    pub(crate) reads: Vec<&'a str>,
+    /// Whether the kind ends on its own within the step's `timeout`, with its own verdict.
+    pub(crate) keeps_time: bool,
+}
+
 /// How a kind is undone when the playbook does not say.
 pub(crate) enum DefaultRollback {
     /// Described by this text.
@@ -211,78 +223,50 @@ impl Action {
         }
     }
 
-    /// Whether the kind ends on its own within the step's `timeout`, with its own verdict.
-    pub(crate) fn keeps_time(&self) -> bool {
+    /// What the plan and the engine need to know of the step besides its verbs.
+    pub(crate) fn facts(&self) -> Facts<'_> {
+        let none = Facts::default;
         match self {
-            Action::HttpCheck(_) => true,
-            Action::Backup(_)
-            | Action::Template(_)
-            | Action::Env(_)
-            | Action::Exec(_)
-            | Action::Sql(_)
-            | Action::PgWait(_)
-            | Action::PgBackup(_)
-            | Action::RedisBackup(_)
-            | Action::Preflight(_)
-            | Action::DockerBuild(_)
-            | Action::ComposeUp(_)
-            | Action::ComposeDown(_)
-            | Action::LbSwitch(_)
-            | Action::DockerPrune(_)
-            | Action::Notify(_)
-            | Action::Monitor(_)
-            | Action::Verify(_)
-            | Action::Migrate(_) => false,
-        }
-    }
-
-    /// Files whose current content the plan needs (for diffs and the staleness check).
-    pub(crate) fn observes(&self) -> Vec<&str> {
-        match self {
-            Action::Backup(s) => s.paths.iter().map(String::as_str).collect(),
-            Action::Template(s) => vec![s.dest.as_str()],
-            Action::Env(s) => vec![s.file.as_str()],
-            Action::ComposeUp(s) | Action::ComposeDown(s) => s.observes(),
-            Action::LbSwitch(s) => vec![s.file.as_str()],
+            Action::Backup(s) => Facts {
+                observes: s.paths.iter().map(String::as_str).collect(),
+                ..none()
+            },
+            Action::Template(s) => Facts {
+                observes: vec![s.dest.as_str()],
+                reads: vec![s.template.as_str()],
+                ..none()
+            },
+            Action::Env(s) => Facts {
+                observes: vec![s.file.as_str()],
+                ..none()
+            },
+            Action::Sql(s) => Facts {
+                reads: s.reads(),
+                ..none()
+            },
+            Action::ComposeUp(s) | Action::ComposeDown(s) => Facts {
+                observes: s.observes(),
+                ..none()
+            },
+            Action::LbSwitch(s) => Facts {
+                observes: vec![s.file.as_str()],
+                ..none()
+            },
+            Action::HttpCheck(_) => Facts {
+                keeps_time: true,
+                ..none()
+            },
             Action::Exec(_)
-            | Action::Sql(_)
             | Action::PgWait(_)
             | Action::PgBackup(_)
             | Action::RedisBackup(_)
             | Action::Preflight(_)
             | Action::DockerBuild(_)
             | Action::DockerPrune(_)
-            | Action::HttpCheck(_)
             | Action::Notify(_)
             | Action::Monitor(_)
             | Action::Verify(_)
-            | Action::Migrate(_) => Vec::new(),
-        }
-    }
-
-    /// Files the step's content was loaded from (rendered or run as loaded): the plan expects
-    /// them unchanged when the step starts.
-    pub(crate) fn reads(&self) -> Vec<&str> {
-        match self {
-            Action::Template(s) => vec![s.template.as_str()],
-            Action::Sql(s) => s.reads(),
-            Action::Backup(_)
-            | Action::Env(_)
-            | Action::Exec(_)
-            | Action::PgWait(_)
-            | Action::PgBackup(_)
-            | Action::RedisBackup(_)
-            | Action::Preflight(_)
-            | Action::DockerBuild(_)
-            | Action::ComposeUp(_)
-            | Action::ComposeDown(_)
-            | Action::LbSwitch(_)
-            | Action::DockerPrune(_)
-            | Action::HttpCheck(_)
-            | Action::Notify(_)
-            | Action::Monitor(_)
-            | Action::Verify(_)
-            | Action::Migrate(_) => Vec::new(),
+            | Action::Migrate(_) => none(),
         }
     }
 
@@ -349,12 +333,27 @@ impl Action {
     /// file-writing step changes, the images tags name, the containers services have.
     pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
         match self {
-            Action::Backup(_) | Action::Template(_) | Action::Env(_) => {}
-            Action::DockerBuild(s) => return s.prepare().await.map(Some),
-            Action::Migrate(s) => return Ok(Some(Undo::Migration(s.written(cx.run_id)))),
-            Action::Sql(s) => return s.prepare().await,
-            Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
-            Action::LbSwitch(s) => return s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
+            Action::Backup(_) => self.snapshot(cx, |_| None),
+            Action::Template(s) => self.snapshot(cx, |_| {
+                Some(files::Write {
+                    bytes: s.content.clone().into_bytes(),
+                    mode: s.mode,
+                    new_mode: s.new_mode,
+                })
+            }),
+            Action::Env(s) => self.snapshot(cx, |current| {
+                let text = String::from_utf8_lossy(current.unwrap_or_default());
+                Some(files::Write {
+                    bytes: env::edit(&text, &s.set).ok()?.into_bytes(),
+                    mode: None,
+                    new_mode: env::NEW_MODE,
+                })
+            }),
+            Action::DockerBuild(s) => s.prepare().await.map(Some),
+            Action::Migrate(s) => Ok(Some(Undo::Migration(s.written(cx.run_id)))),
+            Action::Sql(s) => s.prepare().await,
+            Action::ComposeUp(s) | Action::ComposeDown(s) => s.prepare(cx).await.map(Some),
+            Action::LbSwitch(s) => s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
             Action::Exec(_)
             | Action::PgWait(_)
             | Action::PgBackup(_)
@@ -364,57 +363,28 @@ impl Action {
             | Action::HttpCheck(_)
             | Action::Notify(_)
             | Action::Monitor(_)
-            | Action::Verify(_) => return Ok(None),
+            | Action::Verify(_) => Ok(None),
         }
+    }
+
+    /// Saves the files a file-writing step observes; `writes` says what the step leaves in a
+    /// file, given what it holds now (`None`: it leaves the file as it is).
+    fn snapshot(
+        &self,
+        cx: &StepCx<'_>,
+        writes: impl Fn(Option<&[u8]>) -> Option<files::Write>,
+    ) -> Result<Option<Undo>, StepError> {
         let files = self
-            .observes()
+            .facts()
+            .observes
             .into_iter()
             .enumerate()
             .map(|(i, p)| {
-                files::snapshot(&cx.resolve(p), &cx.backup_dir, i, cx.run_id, |current| {
-                    self.writes(current)
-                })
-                .map_err(StepError::io(format!("could not save `{p}`")))
+                files::snapshot(&cx.resolve(p), &cx.backup_dir, i, cx.run_id, &writes)
+                    .map_err(StepError::io(format!("could not save `{p}`")))
             })
             .collect::<Result<_, _>>()?;
         Ok(Some(Undo::Files { files }))
-    }
-
-    /// What a file-writing step leaves in its file, given what the file holds now (`None`: it
-    /// leaves the file as it is).
-    fn writes(&self, current: Option<&[u8]>) -> Option<files::Write> {
-        match self {
-            Action::Template(s) => Some(files::Write {
-                bytes: s.content.clone().into_bytes(),
-                mode: s.mode,
-                new_mode: s.new_mode,
-            }),
-            Action::Env(s) => {
-                let text = String::from_utf8_lossy(current.unwrap_or_default());
-                Some(files::Write {
-                    bytes: env::edit(&text, &s.set).ok()?.into_bytes(),
-                    mode: None,
-                    new_mode: env::NEW_MODE,
-                })
-            }
-            Action::Backup(_)
-            | Action::Exec(_)
-            | Action::Sql(_)
-            | Action::PgWait(_)
-            | Action::PgBackup(_)
-            | Action::RedisBackup(_)
-            | Action::Preflight(_)
-            | Action::DockerBuild(_)
-            | Action::ComposeUp(_)
-            | Action::ComposeDown(_)
-            | Action::LbSwitch(_)
-            | Action::DockerPrune(_)
-            | Action::HttpCheck(_)
-            | Action::Notify(_)
-            | Action::Monitor(_)
-            | Action::Verify(_)
-            | Action::Migrate(_) => None,
-        }
     }
 
     /// Does the step's work.
