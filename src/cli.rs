@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::engine::{self, Emitter, Event, Run, RunStatus};
+use crate::emitter::Emitter;
+use crate::engine::{self, Resumed, Run, Sink};
 use crate::error::{Error, Result, exit_code};
+use crate::event::{Event, RunStatus};
+use crate::fingerprint;
 use crate::journal::{self, Header, Journal, RunState, lock::Lock};
 use crate::plan::{self, Plan};
 use crate::playbook::{self, Playbook};
@@ -499,12 +502,12 @@ async fn apply(
     };
     let dir = journal::runs_dir(&cli.state_dir).join(&header.run.id);
     let journal = Journal::create(&dir, &header)?;
-    let emitter = Emitter::new(journal, &mut reporter, playbook.secrets.clone());
+    let sink = Emitter::new(journal, &mut reporter, playbook.secrets.clone()).alerting(&playbook);
     let mut run = Run {
         playbook: &playbook,
         plan: &plan,
         dir: &dir,
-        emitter,
+        sink,
     };
     let status = engine::execute(&mut run, None).await?;
     report::leave_report(&dir, &playbook.secrets, cli.format);
@@ -554,10 +557,10 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
     let playbook = playbook::load(&header.playbook, &header.vars, Some(&header.run))?;
     let plan = plan_of(&playbook, true).await?;
     // The playbook may be named by another path now (resume runs from anywhere): match it by role.
-    let same = |old: &plan::Input, new: &plan::Input| {
+    let same = |old: &fingerprint::Input, new: &fingerprint::Input| {
         old.role == new.role
             && old.sha256 == new.sha256
-            && (old.role == plan::InputRole::Playbook || old.path == new.path)
+            && (old.role == fingerprint::InputRole::Playbook || old.path == new.path)
     };
     let changed: Vec<String> = header
         .inputs
@@ -586,14 +589,21 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
         return Ok(exit_code::REFUSED);
     }
     refuse_if_drifted(&plan, &playbook)?;
-    let emitter = reopen(&state, &mut reporter, playbook.secrets.clone())?;
+    let mut sink = reopen(&state, &mut reporter, playbook.secrets.clone())?.alerting(&playbook);
+    let undos = redacting(state.pending_undos()?, &mut sink);
+    let resumed = Resumed {
+        succeeded: state.succeeded.clone(),
+        prepared: state.prepared.clone(),
+        figures: state.figures.clone(),
+        undos,
+    };
     let mut run = Run {
         playbook: &playbook,
         plan: &plan,
         dir: &state.dir,
-        emitter,
+        sink,
     };
-    let status = engine::execute(&mut run, Some(&state)).await?;
+    let status = engine::execute(&mut run, Some(&resumed)).await?;
     report::leave_report(&state.dir, &playbook.secrets, cli.format);
     Ok(exit_for(status))
 }
@@ -622,11 +632,7 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
         return Ok(exit_code::REFUSED);
     }
     let mut emitter = reopen(&state, &mut reporter, Default::default())?;
-    let mut undos = Vec::new();
-    for (step, undo, secrets) in pending {
-        emitter.also_redact(&secrets);
-        undos.push((step, undo));
-    }
+    let undos = redacting(pending, &mut emitter);
     let started = std::time::Instant::now();
     let ok = engine::roll_back(&mut emitter, &state.header.workdir, &undos).await?;
     let status = if ok {
@@ -644,6 +650,21 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
     } else {
         exit_code::ROLLBACK_FAILED
     })
+}
+
+/// A run's undo records not carried out yet (newest first), the secrets their sealed records
+/// hold added to what `emitter` redacts.
+fn redacting(
+    pending: Vec<(String, crate::steps::Undo, Vec<String>)>,
+    emitter: &mut Emitter<'_>,
+) -> Vec<(String, crate::steps::Undo)> {
+    pending
+        .into_iter()
+        .map(|(step, undo, secrets)| {
+            emitter.also_redact(&secrets);
+            (step, undo)
+        })
+        .collect()
 }
 
 /// The journal of an earlier run, opened to append to (its torn tail mended, and said so).

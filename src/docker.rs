@@ -8,7 +8,7 @@ use bollard::errors::Error;
 use bollard::query_parameters::{CreateImageOptions, LogsOptions};
 use futures_util::StreamExt;
 
-use crate::steps::StepCx;
+use crate::context::StepCx;
 
 /// How long connecting may take before the engine counts as unreachable.
 const CONNECT: Duration = Duration::from_secs(10);

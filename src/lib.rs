@@ -1,7 +1,8 @@
 //! runner: a declarative deployment runner driven by TOML playbooks.
 //!
 //! The pipeline is `playbook` (load, validate) → `plan` (a pure value) → `engine` (apply, emit
-//! events) → `journal` and `report` (consume events). `cli` wires it to the command line.
+//! events to a sink) → `journal` and `report` (consume events, as `emitter` wires them). `cli`
+//! wires it to the command line. Imports go one way (see the README's module picture).
 
 // Problems carry their source and labels; they are built on the error path only, so their size
 // costs nothing that matters.
@@ -10,13 +11,19 @@
 #[macro_use]
 mod output;
 
+mod check;
 mod cli;
+mod context;
 mod db;
 mod diagnostic;
 mod docker;
+mod emitter;
 mod engine;
 mod env_value;
 mod error;
+mod event;
+mod fingerprint;
+mod fs;
 #[cfg(test)]
 mod fuzz_tests;
 mod journal;

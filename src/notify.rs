@@ -9,8 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
 
-use crate::engine::RunStatus;
-use crate::playbook::Checker;
+use crate::check::Checker;
 
 /// Attempts per alert, waiting 250 ms, then twice as long each time.
 const ATTEMPTS: u32 = 3;
@@ -134,44 +133,6 @@ pub(crate) fn webhook(field: &Spanned<String>, cx: &mut Checker<'_>) -> Option<O
 impl Notify {
     /// Said once by the commands that read the playbook when no alert can be delivered.
     pub(crate) const OFF: &str = "note: alerts are off: the [notify] webhook is empty (is its secret set?); runner sends none";
-
-    /// The alert a finished run sends by itself, if `on` asks for one.
-    pub(crate) fn on_finish(
-        &self,
-        run: &str,
-        status: RunStatus,
-        failed: Option<&str>,
-    ) -> Option<Alert> {
-        let (wanted, level, what) = match status {
-            RunStatus::Succeeded => (self.on.contains(&When::Success), Level::Info, "succeeded"),
-            RunStatus::RolledBack => (
-                self.on.contains(&When::Rollback) || self.on.contains(&When::Failure),
-                Level::Critical,
-                "failed and was rolled back",
-            ),
-            RunStatus::RollbackFailed => (
-                self.on.contains(&When::Rollback) || self.on.contains(&When::Failure),
-                Level::Critical,
-                "failed, and its rollback failed too: manual action needed",
-            ),
-            RunStatus::Paused => (
-                self.on.contains(&When::Failure),
-                Level::Warning,
-                "failed and is paused",
-            ),
-        };
-        wanted.then(|| Alert {
-            level,
-            title: format!("{run} {what}"),
-            text: failed
-                .map(|s| format!("step `{s}` failed; `runner status` shows the journal"))
-                .unwrap_or_default(),
-            service: self.service.clone(),
-            metric: "run".into(),
-            value: format!("{status:?}").to_lowercase(),
-            threshold: String::new(),
-        })
-    }
 }
 
 impl Alert {

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::playbook::{OnFailure, Playbook, Rollback};
+use crate::fingerprint::{Input, InputRole, sha256};
+use crate::playbook::{OnFailure, Playbook};
+use crate::steps::{Observed, Rollback};
 
 /// The plan file format; older or newer files are refused with a clear message.
 /// Version 2 added each step's `expects`.
@@ -70,62 +71,6 @@ pub(crate) struct PlannedStep {
     pub(crate) compose: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub(crate) struct Input {
-    pub(crate) path: String,
-    pub(crate) role: InputRole,
-    pub(crate) sha256: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum InputRole {
-    Playbook,
-    /// A file the playbook reads (a template, a SQL file).
-    File,
-    /// A file a step writes (or saves).
-    Target,
-    /// The rows of a SQL history table for one step's files (`path` names the table).
-    History,
-}
-
-impl Input {
-    pub(crate) fn new(path: &str, role: InputRole, bytes: Option<&[u8]>) -> Self {
-        Input {
-            path: path.to_string(),
-            role,
-            sha256: bytes.map(sha256),
-        }
-    }
-}
-
-/// The checksum inputs are fingerprinted with.
-pub(crate) fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// What planning read of the live system: the files the steps touch (`None`: absent) and,
-/// with `--refresh`, the SQL history of each `sql` step.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Observed {
-    refreshed: bool,
-    files: BTreeMap<String, Option<Vec<u8>>>,
-    sql: BTreeMap<String, std::result::Result<Vec<crate::steps::sql::Row>, String>>,
-}
-
-impl Observed {
-    pub(crate) fn current(&self, path: &str) -> Option<&[u8]> {
-        self.files.get(path).and_then(|c| c.as_deref())
-    }
-
-    pub(crate) fn sql_history(
-        &self,
-        step: &str,
-    ) -> Option<&std::result::Result<Vec<crate::steps::sql::Row>, String>> {
-        self.sql.get(step)
-    }
-}
-
 /// Reads what the plan depends on: the only I/O of planning. With `refresh`, also the live
 /// state of databases (an unreachable one is noted in the plan, not an error).
 pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observed> {
@@ -140,9 +85,13 @@ pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observ
             }
         }
     }
-    for path in playbook.steps.iter().flat_map(|s| s.action.observes()) {
+    for path in playbook
+        .steps
+        .iter()
+        .flat_map(|s| s.action.facts().observes)
+    {
         if !observed.files.contains_key(path) {
-            let content = crate::steps::files::read_optional(&playbook.workdir.join(path))
+            let content = crate::fs::read_optional(&playbook.workdir.join(path))
                 .map_err(Error::io(format!("cannot read `{path}`")))?;
             observed.files.insert(path.to_string(), content);
         }
@@ -166,7 +115,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
             }
             PlannedStep {
                 id: step.id.clone(),
-                kind: step.action.kind().to_string(),
+                kind: step.action.kind().name().to_string(),
                 description: step.description.as_deref().map(redact),
                 action: redact(&intent.action),
                 changes: intent.changes,
@@ -213,7 +162,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
 
 /// What a step depends on as the plan sees it just before the step: the files it reads (as
 /// loaded), the files it touches (as the steps before it leave them), its SQL history.
-fn expectations(playbook: &Playbook, step: &crate::playbook::Step, state: &Observed) -> Vec<Input> {
+fn expectations(playbook: &Playbook, step: &crate::steps::Step, state: &Observed) -> Vec<Input> {
     let loaded = |path: &str| {
         playbook
             .inputs
@@ -221,9 +170,9 @@ fn expectations(playbook: &Playbook, step: &crate::playbook::Step, state: &Obser
             .find(|i| i.role == InputRole::File && i.path == path)
             .and_then(|i| i.sha256.clone())
     };
-    let mut expects: Vec<Input> = step
-        .action
-        .reads()
+    let facts = step.action.facts();
+    let mut expects: Vec<Input> = facts
+        .reads
         .into_iter()
         .map(|path| Input {
             path: path.to_string(),
@@ -231,7 +180,7 @@ fn expectations(playbook: &Playbook, step: &crate::playbook::Step, state: &Obser
             sha256: loaded(path),
         })
         .collect();
-    for path in step.action.observes() {
+    for path in facts.observes {
         if !expects.iter().any(|e| e.path == path) {
             expects.push(Input::new(path, InputRole::Target, state.current(path)));
         }
@@ -256,7 +205,7 @@ pub(crate) fn drifted(inputs: &[Input], workdir: &Path) -> Vec<String> {
                 InputRole::Playbook => Path::new(&input.path).to_path_buf(),
                 _ => workdir.join(&input.path),
             };
-            let now = match crate::steps::files::read_optional(&path) {
+            let now = match crate::fs::read_optional(&path) {
                 Ok(bytes) => bytes.as_deref().map(sha256),
                 Err(e) => return Some(format!("`{}` cannot be read: {e}", input.path)),
             };
@@ -359,26 +308,6 @@ impl Plan {
         }
         out
     }
-}
-
-/// A unified diff of a file's current content (`None`: absent) against its new content.
-pub(crate) fn diff(path: &str, current: Option<&[u8]>, new: &[u8]) -> String {
-    let (Ok(old), Ok(new)) = (
-        std::str::from_utf8(current.unwrap_or_default()),
-        std::str::from_utf8(new),
-    ) else {
-        return format!("binary content of `{path}` changes\n");
-    };
-    let from = if current.is_some() {
-        format!("a/{path}")
-    } else {
-        "/dev/null".to_string()
-    };
-    similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(&from, &format!("b/{path}"))
-        .to_string()
 }
 
 #[cfg(test)]

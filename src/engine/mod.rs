@@ -1,94 +1,58 @@
-//! The engine: runs a plan's steps one at a time, journals every event before going on,
-//! and on failure rolls back the completed steps in reverse order. Before a step starts, what
-//! the plan observed for it must still hold, or the run is refused. It never prints:
-//! reporters and the journal consume what it emits.
+//! The engine: runs a plan's steps one at a time, hands every event to the sink it is given
+//! (the CLI wires the journal and the reporters behind it) before going on, and on failure
+//! rolls back the completed steps in reverse order. Before a step starts, what the plan
+//! observed for it must still hold, or the run is refused. It never prints.
 
-mod event;
 mod rollback;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub(crate) use event::{Event, RunStatus, StoredUndo};
 pub(crate) use rollback::roll_back;
 
+use crate::context::{Note, StepCx};
 use crate::error::Result;
-use crate::journal::{self, Journal, RunState};
-use crate::plan::{InputRole, Plan, PlannedStep};
-use crate::playbook::{OnFailure, Playbook, Rollback, Step};
-use crate::report::Reporter;
-use crate::secrets::Secrets;
-use crate::steps::{Done, Note, StepCx, StepError, Undo};
+use crate::event::{Event, RunStatus, StoredUndo};
+use crate::fingerprint::InputRole;
+use crate::plan::{Plan, PlannedStep};
+use crate::playbook::{OnFailure, Playbook};
+use crate::steps::{Done, Rollback, Step, StepError, Undo};
 
 /// The longest wait between two attempts of a step.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Sends each event, secrets redacted, to the journal (all but progress) and the reporter.
-pub(crate) struct Emitter<'r> {
-    journal: Journal,
-    reporter: &'r mut Reporter,
-    secrets: Secrets,
+/// Where the engine's events go. The CLI wires the consumers behind it: redaction, then the
+/// journal and the reporter, and the run-end alert.
+pub(crate) trait Sink {
+    /// Takes one event; an error (the journal could not be written) stops the run.
+    fn emit(&mut self, event: Event) -> Result<()>;
+
+    /// The form an undo record of step `step` is journaled in.
+    fn store(&self, run_dir: &Path, step: &str, undo: &Undo) -> Result<StoredUndo>;
+
+    /// The run ends with `status`, stopped by step `failed` if it did not succeed; said before
+    /// `RunFinished` is emitted.
+    async fn finishing(&mut self, status: RunStatus, failed: Option<&str>) -> Result<()>;
 }
 
-impl<'r> Emitter<'r> {
-    pub(crate) fn new(journal: Journal, reporter: &'r mut Reporter, secrets: Secrets) -> Self {
-        Emitter {
-            journal,
-            reporter,
-            secrets,
-        }
-    }
-
-    /// Adds values to redact (secrets found in sealed undo records).
-    pub(crate) fn also_redact(&mut self, values: &[String]) {
-        for v in values {
-            self.secrets
-                .insert(format!("sealed-{}", self.secrets.values().len()), v.clone());
-        }
-    }
-
-    pub(crate) fn emit(&mut self, event: Event) -> Result<()> {
-        let event = self.redacted(event);
-        if let Event::StepProgress { .. } = event {
-            self.reporter.progress(&event);
-            return Ok(());
-        }
-        let record = self.journal.append(&event)?;
-        self.reporter.record(&record);
-        Ok(())
-    }
-
-    fn redacted(&self, mut event: Event) -> Event {
-        event.redact(&self.secrets);
-        event
-    }
-
-    /// The form an undo record is journaled in: sealed in a private file if it holds a secret.
-    fn store(&self, run_dir: &Path, step: &str, undo: &Undo) -> Result<StoredUndo> {
-        let text = serde_json::to_string(undo).expect("an undo record serializes");
-        if !self.secrets.contains_secret(&text) {
-            return Ok(StoredUndo::Inline(undo.clone()));
-        }
-        let redact = self.secrets.held_in(&text);
-        let sealed = journal::seal(
-            run_dir,
-            step,
-            &journal::Sealed {
-                undo: undo.clone(),
-                redact,
-            },
-        )?;
-        Ok(StoredUndo::Sealed { sealed })
-    }
+/// What an earlier attempt of a resumed run left, as its journal says.
+pub(crate) struct Resumed {
+    pub(crate) succeeded: BTreeSet<String>,
+    /// Steps prepared but not finished: their undo records are reused when they run again.
+    pub(crate) prepared: BTreeSet<String>,
+    /// What the succeeded steps measured, by step id.
+    pub(crate) figures: BTreeMap<String, serde_json::Value>,
+    /// The undo records not carried out yet, newest first.
+    pub(crate) undos: Vec<(String, Undo)>,
 }
 
 /// Where and how a run executes: the loaded playbook and the plan made from it, step for step.
-pub(crate) struct Run<'a, 'r> {
+pub(crate) struct Run<'a, S> {
     pub(crate) playbook: &'a Playbook,
     pub(crate) plan: &'a Plan,
     pub(crate) dir: &'a Path,
-    pub(crate) emitter: Emitter<'r>,
+    pub(crate) sink: S,
 }
 
 /// How a run ended; `drifted`: because what the plan observed no longer held (exit 3).
@@ -113,19 +77,19 @@ fn millis(since: Instant) -> u64 {
 }
 
 /// Runs the plan's steps; a resumed run skips those its journal says succeeded.
-pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) -> Result<Outcome> {
+pub(crate) async fn execute<S: Sink>(
+    run: &mut Run<'_, S>,
+    before: Option<&Resumed>,
+) -> Result<Outcome> {
     let started = Instant::now();
     let playbook = run.playbook;
     let mut undos: Vec<(String, Undo)> = Vec::new();
     // What earlier steps measured: a resumed run takes it back from the journal.
     let mut figures = before.map(|s| s.figures.clone()).unwrap_or_default();
     if let Some(state) = before {
-        for (step, undo, secrets) in state.pending_undos()?.into_iter().rev() {
-            run.emitter.also_redact(&secrets);
-            undos.push((step, undo));
-        }
+        undos.extend(state.undos.iter().rev().cloned());
     }
-    run.emitter.emit(Event::RunStarted {
+    run.sink.emit(Event::RunStarted {
         run_id: run
             .dir
             .file_name()
@@ -140,7 +104,7 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
     debug_assert_eq!(playbook.steps.len(), run.plan.steps.len());
     for (index, (step, planned)) in playbook.steps.iter().zip(&run.plan.steps).enumerate() {
         if before.is_some_and(|s| s.succeeded.contains(&step.id)) {
-            run.emitter.emit(Event::StepSkipped {
+            run.sink.emit(Event::StepSkipped {
                 step: step.id.clone(),
                 reason: "succeeded earlier in this run".into(),
             })?;
@@ -160,10 +124,10 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
                 .cloned()
                 .collect();
             undos.retain(|(id, _)| *id != step.id);
-            if !roll_back(&mut run.emitter, playbook.workdir.as_path(), &spent).await? {
+            if !roll_back(&mut run.sink, playbook.workdir.as_path(), &spent).await? {
                 let status = RunStatus::RollbackFailed;
-                announce(run, status, Some(&step.id)).await?;
-                run.emitter.emit(Event::RunFinished {
+                run.sink.finishing(status, Some(&step.id)).await?;
+                run.sink.emit(Event::RunFinished {
                     status,
                     duration_ms: millis(started),
                 })?;
@@ -188,16 +152,15 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
                     OnFailure::Pause => RunStatus::Paused,
                     OnFailure::Rollback => {
                         let pending: Vec<_> = undos.iter().rev().cloned().collect();
-                        if roll_back(&mut run.emitter, playbook.workdir.as_path(), &pending).await?
-                        {
+                        if roll_back(&mut run.sink, playbook.workdir.as_path(), &pending).await? {
                             RunStatus::RolledBack
                         } else {
                             RunStatus::RollbackFailed
                         }
                     }
                 };
-                announce(run, status, Some(&step.id)).await?;
-                run.emitter.emit(Event::RunFinished {
+                run.sink.finishing(status, Some(&step.id)).await?;
+                run.sink.emit(Event::RunFinished {
                     status,
                     duration_ms: millis(started),
                 })?;
@@ -208,8 +171,8 @@ pub(crate) async fn execute(run: &mut Run<'_, '_>, before: Option<&RunState>) ->
             }
         }
     }
-    announce(run, RunStatus::Succeeded, None).await?;
-    run.emitter.emit(Event::RunFinished {
+    run.sink.finishing(RunStatus::Succeeded, None).await?;
+    run.sink.emit(Event::RunFinished {
         status: RunStatus::Succeeded,
         duration_ms: millis(started),
     })?;
@@ -228,7 +191,7 @@ struct Position {
 }
 
 /// What no longer holds of what the plan observed for a step, in words; empty when all does.
-async fn drift(run: &Run<'_, '_>, step: &Step, planned: &PlannedStep) -> Vec<String> {
+async fn drift<S: Sink>(run: &Run<'_, S>, step: &Step, planned: &PlannedStep) -> Vec<String> {
     let mut changed = crate::plan::drifted(&planned.expects, &run.playbook.workdir);
     for expected in planned
         .expects
@@ -252,36 +215,11 @@ async fn drift(run: &Run<'_, '_>, step: &Step, planned: &PlannedStep) -> Vec<Str
     changed
 }
 
-/// Sends the run's outcome to the `[notify]` webhook when it asks for it; a webhook that
-/// cannot be reached is a warning, never a failure.
-async fn announce(run: &mut Run<'_, '_>, status: RunStatus, failed: Option<&str>) -> Result<()> {
-    let playbook = run.playbook;
-    let Some((notify, webhook)) = playbook
-        .notify
-        .as_ref()
-        .and_then(|n| Some((n, n.webhook.as_deref()?)))
-    else {
-        return Ok(());
-    };
-    let name = format!("`{}` ({})", playbook.name, playbook.phase);
-    let Some(alert) = notify.on_finish(&name, status, failed) else {
-        return Ok(());
-    };
-    let mut payload = alert.payload(std::time::SystemTime::now());
-    run.emitter.secrets.redact_json(&mut payload);
-    if let Err(why) = crate::notify::send(webhook, &payload).await {
-        run.emitter.emit(Event::Warning {
-            message: format!("the {} alert: {why}", alert.level.name()),
-        })?;
-    }
-    Ok(())
-}
-
 /// One step with its attempts: on success, what it measured. The outer error is the engine's
 /// own (the journal failed); the inner one says why the step stopped the run, after its
 /// events were emitted.
-async fn run_step(
-    run: &mut Run<'_, '_>,
+async fn run_step<S: Sink>(
+    run: &mut Run<'_, S>,
     step: &Step,
     planned: &PlannedStep,
     Position { index, prepared }: Position,
@@ -311,16 +249,16 @@ async fn run_step(
     let mut attempt = 1;
     loop {
         let started = Instant::now();
-        run.emitter.emit(Event::StepStarted {
+        run.sink.emit(Event::StepStarted {
             step: step.id.clone(),
-            kind: step.action.kind().into(),
+            kind: step.action.kind().name().into(),
             index,
             attempt,
         })?;
         if attempt == 1 {
             let changed = drift(run, step, planned).await;
             if !changed.is_empty() {
-                run.emitter.emit(Event::StepFailed {
+                run.sink.emit(Event::StepFailed {
                     step: step.id.clone(),
                     duration_ms: millis(started),
                     error: format!("refused: {}; the step did not run", changed.join("; ")),
@@ -342,14 +280,14 @@ async fn run_step(
                 loop {
                     tokio::select! {
                         result = &mut work => break result,
-                        Some(note) = lines.recv() => run.emitter.emit(note_event(step, note))?,
+                        Some(note) = lines.recv() => run.sink.emit(note_event(step, note))?,
                     }
                 }
             }
             Err(e) => Err(e),
         };
         while let Ok(note) = lines.try_recv() {
-            run.emitter.emit(note_event(step, note))?;
+            run.sink.emit(note_event(step, note))?;
         }
         match result {
             Ok(Done {
@@ -363,7 +301,7 @@ async fn run_step(
                     Rollback::Command(_) | Rollback::None { .. } => None,
                 };
                 let undo = keep_undo(run, step, undo, undos)?;
-                run.emitter.emit(Event::StepSucceeded {
+                run.sink.emit(Event::StepSucceeded {
                     step: step.id.clone(),
                     duration_ms: millis(started),
                     summary,
@@ -385,7 +323,7 @@ async fn run_step(
                     Rollback::Command(_) | Rollback::None { .. } => None,
                 };
                 let undo = keep_undo(run, step, partial, undos)?;
-                run.emitter.emit(Event::StepFailed {
+                run.sink.emit(Event::StepFailed {
                     step: step.id.clone(),
                     duration_ms: millis(started),
                     error: message,
@@ -435,21 +373,21 @@ fn note_event(step: &Step, note: Note) -> Event {
 }
 
 /// Adds an undo record to the run's list and returns the form the journal keeps.
-fn keep_undo(
-    run: &Run<'_, '_>,
+fn keep_undo<S: Sink>(
+    run: &Run<'_, S>,
     step: &Step,
     undo: Option<Undo>,
     undos: &mut Vec<(String, Undo)>,
 ) -> Result<Option<StoredUndo>> {
     let Some(undo) = undo else { return Ok(None) };
-    let stored = run.emitter.store(run.dir, &step.id, &undo)?;
+    let stored = run.sink.store(run.dir, &step.id, &undo)?;
     undos.push((step.id.clone(), undo));
     Ok(Some(stored))
 }
 
 /// Takes the snapshot the default rollback needs, and journals it before anything changes.
-async fn prepare(
-    run: &mut Run<'_, '_>,
+async fn prepare<S: Sink>(
+    run: &mut Run<'_, S>,
     step: &Step,
     cx: &StepCx<'_>,
     undos: &mut Vec<(String, Undo)>,
@@ -467,7 +405,7 @@ async fn prepare(
         let engine = |e: crate::error::Error| StepError::from(e.to_string());
         let stored = keep_undo(run, step, Some(undo), undos).map_err(engine)?;
         if let Some(undo) = stored {
-            run.emitter
+            run.sink
                 .emit(Event::StepPrepared {
                     step: step.id.clone(),
                     undo,
@@ -484,7 +422,7 @@ const INTERRUPTED: &str = "interrupted";
 async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<Done, StepError> {
     let work = async {
         // A kind that keeps its own time within the step's timeout gets a moment to report.
-        let grace = if step.action.keeps_time() {
+        let grace = if step.action.facts().keeps_time {
             Duration::from_secs(5)
         } else {
             Duration::ZERO

@@ -5,17 +5,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::{Emitter, Event, millis};
+use super::{Sink, millis};
+use crate::context::StepCx;
 use crate::error::Result;
-use crate::steps::{StepCx, Undo};
+use crate::event::Event;
+use crate::steps::Undo;
 
 /// Rolls back `pending` (newest first). `Ok(false)`: a rollback failed; manual action needed.
 pub(crate) async fn roll_back(
-    emitter: &mut Emitter<'_>,
+    sink: &mut impl Sink,
     workdir: &Path,
     pending: &[(String, Undo)],
 ) -> Result<bool> {
-    emitter.emit(Event::RollbackStarted {
+    sink.emit(Event::RollbackStarted {
         steps: pending.len(),
     })?;
     for (step, undo) in pending {
@@ -31,13 +33,13 @@ pub(crate) async fn roll_back(
             figures: &BTreeMap::new(),
         };
         match undo.apply(&cx).await {
-            Ok(summary) => emitter.emit(Event::StepRolledBack {
+            Ok(summary) => sink.emit(Event::StepRolledBack {
                 step: step.clone(),
                 duration_ms: millis(started),
                 summary,
             })?,
             Err(e) => {
-                emitter.emit(Event::StepRollbackFailed {
+                sink.emit(Event::StepRollbackFailed {
                     step: step.clone(),
                     error: e.message,
                 })?;

@@ -43,7 +43,7 @@ impl Lock {
         force: bool,
     ) -> Result<(Lock, Option<String>)> {
         // Backups and undo records in it may hold secrets: only its owner may read it.
-        crate::steps::files::create_private_dir(state_dir).map_err(Error::io(format!(
+        crate::fs::create_private_dir(state_dir).map_err(Error::io(format!(
             "cannot create state dir `{}`",
             state_dir.display()
         )))?;

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Event, RunStatus, StoredUndo};
 use crate::error::{Error, Result};
-use crate::plan::Input;
+use crate::event::{Event, RunStatus, StoredUndo};
+use crate::fingerprint::Input;
 use crate::steps::Undo;
 use crate::template::RunIdentity;
 
@@ -62,7 +62,7 @@ pub(crate) fn runs_dir(state_dir: &Path) -> PathBuf {
 impl Journal {
     /// Starts the journal of a new run in `dir`, header first.
     pub(crate) fn create(dir: &Path, header: &Header) -> Result<Journal> {
-        crate::steps::files::create_private_dir(dir)
+        crate::fs::create_private_dir(dir)
             .map_err(Error::io(format!("cannot create `{}`", dir.display())))?;
         let path = dir.join(FILE);
         // Private: file snapshots record the SHA-256 of contents that may hold a secret.
@@ -358,7 +358,7 @@ pub(crate) struct Sealed {
 /// step may leave several (the one journaled before it ran, the one of its success): each gets
 /// its own file.
 pub(crate) fn seal(run_dir: &Path, step: &str, sealed: &Sealed) -> Result<String> {
-    crate::steps::files::create_private_dir(&run_dir.join("undo"))
+    crate::fs::create_private_dir(&run_dir.join("undo"))
         .map_err(Error::io("cannot create the undo dir"))?;
     let name = (1..)
         .map(|n| match n {
@@ -369,7 +369,7 @@ pub(crate) fn seal(run_dir: &Path, step: &str, sealed: &Sealed) -> Result<String
         .expect("a free name");
     let path = run_dir.join(&name);
     let bytes = serde_json::to_vec(sealed).expect("an undo record serializes");
-    crate::steps::files::write_atomic(&path, &bytes, Some(0o600), 0o600)
+    crate::fs::write_atomic(&path, &bytes, Some(0o600), 0o600)
         .map_err(Error::io(format!("cannot write `{}`", path.display())))?;
     Ok(name)
 }

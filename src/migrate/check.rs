@@ -13,8 +13,8 @@ use toml::Spanned;
 use super::mapping::{Class, Mapping};
 use super::source::{self, Got};
 use super::strings;
+use crate::check::Checker;
 use crate::db::{postgres, redis};
-use crate::playbook::Checker;
 
 /// How many times a key that differs is read again before it counts as a mismatch.
 const RECHECKS: usize = 3;

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::copy::CopyText;
 use super::source::{Read, Source};
-use crate::playbook::Checker;
+use crate::check::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

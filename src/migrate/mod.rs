@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::check::Checker;
+use crate::context::StepCx;
 use crate::db::{postgres, redis};
-use crate::playbook::Checker;
-use crate::steps::{Intent, StepCx, StepError, Undo};
 use ::redis::aio::MultiplexedConnection;
 use copy::CopyText;
 use futures_util::StreamExt;
@@ -94,37 +94,35 @@ impl Migrate {
         })
     }
 
-    pub(crate) fn plan(&self) -> Intent {
-        Intent::new(
-            format!(
-                "{} migration of Redis at {} into PostgreSQL at {} by `{}` ({} entities into {}), {} keys a batch, at most {} rejects",
-                if self.incremental {
-                    "incremental"
-                } else {
-                    "full"
-                },
-                self.redis.display,
-                self.postgres.display,
-                self.mapping_file,
-                self.mapping.entities.len(),
-                self.mapping.tables().join(", "),
-                self.batch_size,
-                self.max_rejects
-            ),
-            true,
+    /// What the migration does, in a line for the plan.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} migration of Redis at {} into PostgreSQL at {} by `{}` ({} entities into {}), {} keys a batch, at most {} rejects",
+            if self.incremental {
+                "incremental"
+            } else {
+                "full"
+            },
+            self.redis.display,
+            self.postgres.display,
+            self.mapping_file,
+            self.mapping.entities.len(),
+            self.mapping.tables().join(", "),
+            self.batch_size,
+            self.max_rejects
         )
     }
 
-    /// The rollback record, journaled before the first row is written.
-    pub(crate) fn prepare(&self, cx: &StepCx<'_>) -> Undo {
-        Undo::Migration(Written {
+    /// The rollback record of run `run`, journaled before the first row is written.
+    pub(crate) fn written(&self, run: &str) -> Written {
+        Written {
             postgres: self.postgres_url.clone(),
-            run: cx.run_id.to_string(),
+            run: run.to_string(),
             tables: self.mapping.tables(),
-        })
+        }
     }
 
-    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, String> {
         let mode = if self.incremental {
             "incremental"
         } else {
@@ -199,8 +197,7 @@ impl Migrate {
                         return Err(format!(
                             "{} key(s) rejected, more than max_rejects = {}; claude_data.migration_rejects lists them with the reason (the last: `{key}`: {reason})",
                             at.counts.rejected, self.max_rejects
-                        )
-                        .into());
+                        ));
                     }
                 }
                 page = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
@@ -394,7 +391,7 @@ impl Migrate {
         after: oneshot::Sender<Checkpoint>,
     ) -> (
         Loader,
-        Result<(Checkpoint, Option<(String, String)>), StepError>,
+        Result<(Checkpoint, Option<(String, String)>), String>,
     ) {
         let written = self.write_in_order(&mut loader, page, before).await;
         if let Ok((checkpoint, _)) = &written {
@@ -408,7 +405,7 @@ impl Migrate {
         loader: &mut Loader,
         page: Page,
         before: oneshot::Receiver<Checkpoint>,
-    ) -> Result<(Checkpoint, Option<(String, String)>), StepError> {
+    ) -> Result<(Checkpoint, Option<(String, String)>), String> {
         let Page {
             next,
             mut counts,
@@ -482,7 +479,7 @@ impl Migrate {
                                 entity: self.mapping.entities[i].name.clone(),
                                 reason: e.message,
                             }),
-                            Err(e) => return Err(e.message.into()),
+                            Err(e) => return Err(e.message),
                         }
                     }
                 }
@@ -495,7 +492,7 @@ impl Migrate {
                     .map_err(|e| e.message)?
                     .1
             }
-            Err(e) => return Err(e.message.into()),
+            Err(e) => return Err(e.message),
         };
         let stored = stored.expect("the checkpoint is always given");
         Ok((stored, rejects.pop().map(|r| (r.source_key, r.reason))))
@@ -524,7 +521,7 @@ impl Page {
 }
 
 impl Written {
-    pub(crate) async fn restore(&self) -> Result<String, StepError> {
+    pub(crate) async fn restore(&self) -> Result<String, String> {
         let target = postgres::Target::parse(&self.postgres)?;
         let undone = load::undo(&target, &self.run, &self.tables).await?;
         let kept = match undone.kept {

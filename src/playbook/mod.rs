@@ -7,8 +7,7 @@ mod validate;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub(crate) use model::{OnFailure, Playbook, Rollback, Step};
-pub(crate) use validate::{Checker, Scalar};
+pub(crate) use model::{OnFailure, Playbook};
 
 use crate::diagnostic::{Invalid, Source};
 use crate::error::{Error, Result};

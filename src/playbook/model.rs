@@ -2,13 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Input;
+use crate::fingerprint::Input;
 use crate::secrets::Secrets;
-use crate::steps::{Action, DefaultRollback, exec};
+use crate::steps::Step;
 
 #[derive(Debug)]
 pub(crate) struct Playbook {
@@ -42,41 +41,4 @@ pub(crate) enum OnFailure {
     Rollback,
     /// Stop and keep the state for `runner resume` or `runner rollback`.
     Pause,
-}
-
-#[derive(Debug)]
-pub(crate) struct Step {
-    pub(crate) id: String,
-    pub(crate) description: Option<String>,
-    pub(crate) timeout: Option<Duration>,
-    /// Extra attempts after a failure, waiting `backoff`, then twice as long each time.
-    pub(crate) retries: u32,
-    pub(crate) backoff: Duration,
-    pub(crate) rollback: Rollback,
-    pub(crate) action: Action,
-}
-
-/// How a step is undone.
-#[derive(Debug)]
-pub(crate) enum Rollback {
-    /// The kind's own rollback.
-    Default,
-    /// Irreversible, and the playbook says why.
-    None { reason: String },
-    /// Run this command.
-    Command(exec::Command),
-}
-
-impl Step {
-    /// What undoing the step does, in words.
-    pub(crate) fn rollback_text(&self) -> String {
-        match &self.rollback {
-            Rollback::Default => match self.action.default_rollback() {
-                DefaultRollback::Does(text) => text.to_string(),
-                DefaultRollback::Required => "none".to_string(),
-            },
-            Rollback::None { reason } => format!("none: {reason}"),
-            Rollback::Command(c) => format!("run {}", c.describe()),
-        }
-    }
 }

@@ -70,7 +70,7 @@ pub(crate) struct Common {
 pub(crate) struct RollbackCommand {
     pub(crate) command: Spanned<Vec<Spanned<String>>>,
     pub(crate) dir: Option<Spanned<String>>,
-    pub(crate) env: Option<std::collections::BTreeMap<String, Spanned<super::Scalar>>>,
+    pub(crate) env: Option<std::collections::BTreeMap<String, Spanned<crate::check::Scalar>>>,
 }
 
 /// Parses the TOML (every syntax error at once) and sorts the top level into sections.

@@ -4,361 +4,24 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::model::{OnFailure, Playbook, Rollback, Step};
+use super::model::{OnFailure, Playbook};
 use super::raw::{self, Common, Document, Header, RollbackCommand, Secret, StepParts};
+use crate::check::Checker;
 use crate::diagnostic::{Problem, Source};
+use crate::fingerprint::{Input, InputRole};
 use crate::notify::Notify;
-use crate::plan::{Input, InputRole};
 use crate::secrets::Secrets;
 use crate::steps::{
-    Action, DefaultRollback, KINDS, backup, compose, docker_build, docker_prune, env, exec,
-    http_check, lb_switch, monitor, notify, pg_backup, pg_wait, preflight, redis_backup, sql,
-    template, verify,
+    Action, DefaultRollback, Kind, Rollback, Step, backup, compose, docker_build, docker_prune,
+    env, exec, http_check, lb_switch, monitor, notify, pg_backup, pg_wait, preflight, redis_backup,
+    sql, template, verify,
 };
 use crate::template::{Renderer, RunIdentity};
-
-/// A scalar TOML value given where text is expected (`ENABLE_POSTGRES = false`).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Scalar {
-    Text(String),
-    Integer(i64),
-    Float(f64),
-    Bool(bool),
-}
-
-/// Lends the kinds what they need to check and render their fields, and collects problems.
-pub(crate) struct Checker<'a> {
-    source: &'a Source,
-    renderer: &'a Renderer,
-    secrets: &'a Secrets,
-    workdir: &'a Path,
-    problems: Vec<Problem>,
-    files: HashMap<String, Option<Arc<str>>>,
-    inputs: Vec<Input>,
-    /// The `[notify]` service name, when the playbook has that section.
-    notify_service: Option<String>,
-    /// Whether the `[notify]` section has a webhook.
-    alerts_on: bool,
-    /// The valid steps checked so far, for a step that refers to an earlier one.
-    steps: Vec<Step>,
-    /// What a step found that is not wrong but worth saying (compose keys runner ignores).
-    warnings: Vec<String>,
-}
-
-impl Checker<'_> {
-    pub(crate) fn problem(
-        &mut self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        label: impl Into<String>,
-    ) {
-        self.problems
-            .push(self.source.problem(span, message, label));
-    }
-
-    /// A problem that points into another file (a compose file the playbook names).
-    pub(crate) fn push(&mut self, problem: Problem) {
-        self.problems.push(problem);
-    }
-
-    pub(crate) fn warn(&mut self, warning: String) {
-        self.warnings.push(warning);
-    }
-
-    /// `text` with every secret value replaced.
-    pub(crate) fn redact(&self, text: &str) -> String {
-        self.secrets.redact(text)
-    }
-
-    /// What the file at `path` holds when the step being checked runs: what the last earlier
-    /// `template` step renders there (with the keys later `env` steps set), else the file as
-    /// it is now (with those keys); None when there is nothing there yet.
-    pub(crate) fn planned_file(&self, path: &str) -> Option<String> {
-        let full = self.workdir.join(path);
-        // Only a regular file: reading a FIFO would wait forever.
-        let regular = std::fs::metadata(&full).is_ok_and(|m| m.is_file());
-        let mut text = regular
-            .then(|| std::fs::read_to_string(&full).ok())
-            .flatten();
-        for step in &self.steps {
-            match &step.action {
-                Action::Template(t) if t.dest == path => text = Some(t.content.clone()),
-                Action::Env(e) if e.file == path => {
-                    // A file the step cannot edit is refused when the plan is made.
-                    text = env::edit(text.as_deref().unwrap_or_default(), &e.set).ok()
-                }
-                _ => {}
-            }
-        }
-        text
-    }
-
-    /// The valid step `id` before the one being checked.
-    pub(crate) fn earlier_step(&self, id: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.id == id)
-    }
-
-    /// A templated string field, rendered.
-    pub(crate) fn text(&mut self, field: &Spanned<String>) -> Option<String> {
-        self.renderer
-            .render_field(self.source, field.span(), field.get_ref())
-            .map_err(|p| self.problems.push(p))
-            .ok()
-    }
-
-    /// A templated URL field, rendered and parsed by `parse`; returns the URL and its parse.
-    pub(crate) fn url<T>(
-        &mut self,
-        field: &Spanned<String>,
-        parse: fn(&str) -> Result<T, String>,
-    ) -> Option<(String, T)> {
-        let url = self.text(field)?;
-        match parse(&url) {
-            Ok(target) => Some((url, target)),
-            Err(why) => {
-                self.problem(field.span(), why, "this URL");
-                None
-            }
-        }
-    }
-
-    pub(crate) fn scalar(&mut self, field: &Spanned<Scalar>) -> Option<String> {
-        match field.get_ref() {
-            Scalar::Text(t) => self.text(&Spanned::new(field.span(), t.clone())),
-            Scalar::Integer(i) => Some(i.to_string()),
-            Scalar::Float(f) => Some(f.to_string()),
-            Scalar::Bool(b) => Some(b.to_string()),
-        }
-    }
-
-    /// A templated path to a file runner reads or writes: not empty, and, where something is
-    /// there already, a regular file (reading a FIFO would wait forever; a directory or a
-    /// device is never what a step means).
-    pub(crate) fn file_path(&mut self, field: &Spanned<String>) -> Option<String> {
-        let path = self.text(field)?;
-        if path.trim().is_empty() {
-            self.problem(field.span(), "the path is empty", "name a file");
-            return None;
-        }
-        self.no_secret_in_path(&path, field.span())?;
-        let what = match std::fs::metadata(self.workdir.join(&path)) {
-            Err(_) => return Some(path),
-            Ok(m) => crate::steps::files::kind(&m.file_type()),
-        };
-        match what {
-            None => Some(path),
-            Some(what) => {
-                self.problem(
-                    field.span(),
-                    format!("`{path}` is {what}, not a regular file"),
-                    "runner reads and writes regular files only",
-                );
-                None
-            }
-        }
-    }
-
-    /// Refuses a path rendered from a secret: paths are shown in plans and kept in journals.
-    fn no_secret_in_path(&mut self, path: &str, span: Range<usize>) -> Option<()> {
-        if !self.holds_secret(path) {
-            return Some(());
-        }
-        self.problem(
-            span,
-            "the path holds a secret",
-            "paths are shown in plans and kept in journals and saved plans: name the file without a secret",
-        );
-        None
-    }
-
-    /// Whether `text` holds a secret value (a file of it is then created private).
-    pub(crate) fn holds_secret(&self, text: &str) -> bool {
-        self.secrets.contains_secret(text)
-    }
-
-    /// A file mode written in octal, such as "0600".
-    pub(crate) fn mode(&mut self, field: &Spanned<String>) -> Option<u32> {
-        match u32::from_str_radix(field.get_ref(), 8) {
-            Ok(mode) if mode <= 0o7777 => Some(mode),
-            _ => {
-                self.problem(
-                    field.span(),
-                    format!("`{}` is not a file mode", field.get_ref()),
-                    "write it in octal, like \"0600\"",
-                );
-                None
-            }
-        }
-    }
-
-    /// A templated duration field, rendered and parsed.
-    pub(crate) fn duration(&mut self, field: &Spanned<String>) -> Option<Duration> {
-        let text = self.text(field)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| {
-                self.problem(
-                    field.span(),
-                    format!("`{text}` is not a duration: {e}"),
-                    "write it like \"500ms\", \"2s\" or \"5m\"",
-                )
-            })
-            .ok()
-    }
-
-    /// A regular expression field.
-    pub(crate) fn regex(&mut self, field: &Spanned<String>) -> Option<regex::Regex> {
-        regex::Regex::new(field.get_ref())
-            .map_err(|e| {
-                self.problem(
-                    field.span(),
-                    format!("not a regular expression: {e}"),
-                    "this pattern",
-                )
-            })
-            .ok()
-    }
-
-    /// What an inconclusive gate does: `"pause"` (true) or `"rollback"` (false).
-    pub(crate) fn pause_or_rollback(
-        &mut self,
-        field: &Option<Spanned<String>>,
-        pause_by_default: bool,
-    ) -> Option<bool> {
-        match field {
-            None => Some(pause_by_default),
-            Some(w) if w.get_ref() == "pause" => Some(true),
-            Some(w) if w.get_ref() == "rollback" => Some(false),
-            Some(w) => {
-                self.problem(
-                    w.span(),
-                    format!("`{}` is not pause or rollback", w.get_ref()),
-                    "pause | rollback",
-                );
-                None
-            }
-        }
-    }
-
-    /// The service name of the playbook's `[notify]` section, if it has one.
-    pub(crate) fn notify_service(&self) -> Option<&str> {
-        self.notify_service.as_deref()
-    }
-
-    /// Whether the playbook's `[notify]` section delivers alerts.
-    pub(crate) fn alerts_on(&self) -> bool {
-        self.alerts_on
-    }
-
-    pub(crate) fn workdir(&self) -> &Path {
-        self.workdir
-    }
-
-    /// Reads (once) a file the playbook depends on, fingerprinted for the plan; a problem
-    /// points at `span` if it cannot be read.
-    pub(crate) fn read_input(&mut self, path: &str, span: Range<usize>) -> Option<Arc<str>> {
-        if !self.files.contains_key(path) {
-            if self.no_secret_in_path(path, span.clone()).is_none() {
-                self.files.insert(path.to_string(), None);
-                return None;
-            }
-            let special = std::fs::metadata(self.workdir.join(path))
-                .ok()
-                .and_then(|m| crate::steps::files::kind(&m.file_type()));
-            if let Some(what) = special {
-                self.problem(
-                    span,
-                    format!("`{path}` is {what}, not a regular file"),
-                    "runner reads regular files only",
-                );
-                self.files.insert(path.to_string(), None);
-                return None;
-            }
-            let loaded = match std::fs::read_to_string(self.workdir.join(path)) {
-                Ok(text) => {
-                    self.inputs
-                        .push(Input::new(path, InputRole::File, Some(text.as_bytes())));
-                    Some(Arc::from(text))
-                }
-                Err(e) => {
-                    self.problem(
-                        span,
-                        format!("file `{path}` cannot be read: {e}"),
-                        "this file",
-                    );
-                    None
-                }
-            };
-            self.files.insert(path.to_string(), loaded);
-        }
-        self.files.get(path)?.clone()
-    }
-
-    /// Renders a template file; problems point into the template.
-    pub(crate) fn render_template_file(
-        &mut self,
-        path: &str,
-        span: Range<usize>,
-    ) -> Option<String> {
-        let text = self.read_input(path, span)?;
-        let source = Source::new(path, text);
-        self.renderer
-            .render_file(&source, &format!("template `{path}`"))
-            .map_err(|p| self.problems.push(p))
-            .ok()
-    }
-
-    /// The files a templated glob pattern matches, relative to the workdir, in name order.
-    pub(crate) fn glob(&mut self, pattern: &Spanned<String>) -> Option<Vec<String>> {
-        let text = self.text(pattern)?;
-        let full = self.workdir.join(&text);
-        let matches: Vec<String> = match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => paths
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .map(|p| {
-                    // Relative to the workdir when inside it; a path outside stays absolute.
-                    p.strip_prefix(self.workdir)
-                        .unwrap_or(&p)
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .collect(),
-            Err(e) => {
-                self.problem(
-                    pattern.span(),
-                    format!("`{text}` is not a valid pattern: {e}"),
-                    "this pattern",
-                );
-                return None;
-            }
-        };
-        if matches.is_empty() {
-            self.problem(
-                pattern.span(),
-                format!("no file matches `{text}`"),
-                "this pattern",
-            );
-            return None;
-        }
-        Some(matches)
-    }
-
-    /// Whether `program` can be started: on PATH, or a file relative to `dir` or the workdir.
-    pub(crate) fn program_exists(&self, program: &str, dir: Option<&str>) -> bool {
-        let cwd = dir
-            .map(|d| self.workdir.join(d))
-            .unwrap_or_else(|| self.workdir.to_path_buf());
-        which::which_in(program, std::env::var_os("PATH"), cwd).is_ok()
-    }
-}
 
 pub(super) fn validate(
     path: &Path,
@@ -445,7 +108,7 @@ pub(super) fn validate(
         )],
         notify_service: None,
         alerts_on: false,
-        steps: Vec::new(),
+        planned: HashMap::new(),
         warnings,
     };
     let notify = document.notify.and_then(|n| {
@@ -457,18 +120,19 @@ pub(super) fn validate(
     checker.notify_service = notify.as_ref().map(|n| n.service.clone());
     checker.alerts_on = notify.as_ref().is_some_and(|n| n.webhook.is_some());
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    let mut steps: Vec<Step> = Vec::new();
     for value in document.steps {
-        if let Some(step) = step(value, &mut checker, &mut seen) {
-            checker.steps.push(step);
+        if let Some(step) = step(value, &mut checker, &mut seen, &steps) {
+            plan_file(&mut checker, &step.action);
+            steps.push(step);
         }
     }
-    if checker.steps.is_empty() && checker.problems.is_empty() {
+    if steps.is_empty() && checker.problems.is_empty() {
         checker.problem(0..0, "the playbook has no steps", "add [[steps]] tables");
     }
     let Checker {
         problems,
         inputs,
-        steps,
         warnings,
         ..
     } = checker;
@@ -627,10 +291,47 @@ fn read_env_file(
         .ok_or_else(|| "not set in that file".into())
 }
 
+/// Notes what a step leaves in the file it writes, for later steps that read it (compose
+/// files): what a `template` step renders, the keys an `env` step sets.
+fn plan_file(cx: &mut Checker<'_>, action: &Action) {
+    match action {
+        Action::Template(t) => {
+            cx.planned.insert(t.dest.clone(), Some(t.content.clone()));
+        }
+        Action::Env(e) => {
+            // A file the step cannot edit is refused when the plan is made.
+            let edited = env::edit(
+                cx.planned_file(&e.file).as_deref().unwrap_or_default(),
+                &e.set,
+            )
+            .ok();
+            cx.planned.insert(e.file.clone(), edited);
+        }
+        Action::Backup(_)
+        | Action::Exec(_)
+        | Action::Sql(_)
+        | Action::PgWait(_)
+        | Action::PgBackup(_)
+        | Action::RedisBackup(_)
+        | Action::Preflight(_)
+        | Action::DockerBuild(_)
+        | Action::ComposeUp(_)
+        | Action::ComposeDown(_)
+        | Action::LbSwitch(_)
+        | Action::DockerPrune(_)
+        | Action::HttpCheck(_)
+        | Action::Notify(_)
+        | Action::Monitor(_)
+        | Action::Verify(_)
+        | Action::Migrate(_) => {}
+    }
+}
+
 fn step(
     value: Spanned<DeValue<'_>>,
     cx: &mut Checker<'_>,
     seen: &mut HashMap<String, Range<usize>>,
+    earlier: &[Step],
 ) -> Option<Step> {
     let StepParts {
         common,
@@ -653,74 +354,18 @@ fn step(
     let id = common.id.get_ref().clone();
     let id_ok = check_id(&common.id, cx, seen);
     let what = format!("step `{id}`");
-    let kind = common.kind.get_ref().as_str();
-    let action = match kind {
-        "backup" => parsed(kind_fields, cx, &what)
-            .and_then(|r| backup::Backup::validate(r, cx))
-            .map(Action::Backup),
-        "template" => parsed(kind_fields, cx, &what)
-            .and_then(|r| template::Template::validate(r, cx))
-            .map(Action::Template),
-        "env" => parsed(kind_fields, cx, &what)
-            .and_then(|r| env::Env::validate(r, cx))
-            .map(Action::Env),
-        "exec" => parsed(kind_fields, cx, &what)
-            .and_then(|r| exec::Exec::validate(r, cx))
-            .map(Action::Exec),
-        "sql" => parsed(kind_fields, cx, &what)
-            .and_then(|r| sql::Sql::validate(r, cx))
-            .map(Action::Sql),
-        "pg_wait" => parsed(kind_fields, cx, &what)
-            .and_then(|r| pg_wait::PgWait::validate(r, cx))
-            .map(Action::PgWait),
-        "pg_backup" => parsed(kind_fields, cx, &what)
-            .and_then(|r| pg_backup::PgBackup::validate(r, cx))
-            .map(Action::PgBackup),
-        "redis_backup" => parsed(kind_fields, cx, &what)
-            .and_then(|r| redis_backup::RedisBackup::validate(r, cx))
-            .map(Action::RedisBackup),
-        "preflight" => parsed(kind_fields, cx, &what)
-            .and_then(|r| preflight::Preflight::validate(r, cx))
-            .map(Action::Preflight),
-        "docker_build" => parsed(kind_fields, cx, &what)
-            .and_then(|r| docker_build::DockerBuild::validate(r, cx))
-            .map(Action::DockerBuild),
-        "compose_up" => parsed(kind_fields, cx, &what)
-            .and_then(|r| compose::Compose::validate(r, cx, false))
-            .map(Action::ComposeUp),
-        "compose_down" => parsed(kind_fields, cx, &what)
-            .and_then(|r| compose::Compose::validate(r, cx, true))
-            .map(Action::ComposeDown),
-        "lb_switch" => parsed(kind_fields, cx, &what)
-            .and_then(|r| lb_switch::LbSwitch::validate(r, cx))
-            .map(Action::LbSwitch),
-        "docker_prune" => parsed(kind_fields, cx, &what)
-            .and_then(|r| docker_prune::DockerPrune::validate(r, cx))
-            .map(Action::DockerPrune),
-        "http_check" => parsed(kind_fields, cx, &what)
-            .and_then(|r| http_check::HttpCheck::validate(r, cx))
-            .map(Action::HttpCheck),
-        "notify" => parsed(kind_fields, cx, &what)
-            .and_then(|r| notify::Notify::validate(r, cx))
-            .map(Action::Notify),
-        "monitor" => parsed(kind_fields, cx, &what)
-            .and_then(|r| monitor::Monitor::validate(r, cx))
-            .map(Action::Monitor),
-        "verify" => parsed(kind_fields, cx, &what)
-            .and_then(|r| verify::Verify::validate(r, cx))
-            .map(|v| Action::Verify(Box::new(v))),
-        "migrate" => parsed(kind_fields, cx, &what)
-            .and_then(|r| crate::migrate::Migrate::validate(r, cx))
-            .map(|m| Action::Migrate(Box::new(m))),
-        other => {
+    let action = match Kind::parse(common.kind.get_ref()) {
+        Some(kind) => action(kind, kind_fields, cx, &what, earlier),
+        None => {
+            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
             cx.problems.push(
                 cx.source
                     .problem(
                         common.kind.span(),
-                        format!("unknown step kind `{other}`"),
+                        format!("unknown step kind `{}`", common.kind.get_ref()),
                         "not a step kind",
                     )
-                    .with_help(format!("the kinds are: {}", KINDS.join(", "))),
+                    .with_help(format!("the kinds are: {}", names.join(", "))),
             );
             None
         }
@@ -742,6 +387,75 @@ fn step(
         rollback,
         action,
     })
+}
+
+/// The step's kind-specific fields, parsed and checked by its kind.
+fn action(
+    kind: Kind,
+    fields: Spanned<DeValue<'_>>,
+    cx: &mut Checker<'_>,
+    what: &str,
+    earlier: &[Step],
+) -> Option<Action> {
+    match kind {
+        Kind::Backup => parsed(fields, cx, what)
+            .and_then(|r| backup::Backup::validate(r, cx))
+            .map(Action::Backup),
+        Kind::Template => parsed(fields, cx, what)
+            .and_then(|r| template::Template::validate(r, cx))
+            .map(Action::Template),
+        Kind::Env => parsed(fields, cx, what)
+            .and_then(|r| env::Env::validate(r, cx))
+            .map(Action::Env),
+        Kind::Exec => parsed(fields, cx, what)
+            .and_then(|r| exec::Exec::validate(r, cx))
+            .map(Action::Exec),
+        Kind::Sql => parsed(fields, cx, what)
+            .and_then(|r| sql::Sql::validate(r, cx))
+            .map(Action::Sql),
+        Kind::PgWait => parsed(fields, cx, what)
+            .and_then(|r| pg_wait::PgWait::validate(r, cx))
+            .map(Action::PgWait),
+        Kind::PgBackup => parsed(fields, cx, what)
+            .and_then(|r| pg_backup::PgBackup::validate(r, cx))
+            .map(Action::PgBackup),
+        Kind::RedisBackup => parsed(fields, cx, what)
+            .and_then(|r| redis_backup::RedisBackup::validate(r, cx))
+            .map(Action::RedisBackup),
+        Kind::Preflight => parsed(fields, cx, what)
+            .and_then(|r| preflight::Preflight::validate(r, cx))
+            .map(Action::Preflight),
+        Kind::DockerBuild => parsed(fields, cx, what)
+            .and_then(|r| docker_build::DockerBuild::validate(r, cx))
+            .map(Action::DockerBuild),
+        Kind::ComposeUp => parsed(fields, cx, what)
+            .and_then(|r| compose::Compose::validate(r, cx, false))
+            .map(Action::ComposeUp),
+        Kind::ComposeDown => parsed(fields, cx, what)
+            .and_then(|r| compose::Compose::validate(r, cx, true))
+            .map(Action::ComposeDown),
+        Kind::LbSwitch => parsed(fields, cx, what)
+            .and_then(|r| lb_switch::LbSwitch::validate(r, cx))
+            .map(Action::LbSwitch),
+        Kind::DockerPrune => parsed(fields, cx, what)
+            .and_then(|r| docker_prune::DockerPrune::validate(r, cx))
+            .map(Action::DockerPrune),
+        Kind::HttpCheck => parsed(fields, cx, what)
+            .and_then(|r| http_check::HttpCheck::validate(r, cx))
+            .map(Action::HttpCheck),
+        Kind::Notify => parsed(fields, cx, what)
+            .and_then(|r| notify::Notify::validate(r, cx))
+            .map(Action::Notify),
+        Kind::Monitor => parsed(fields, cx, what)
+            .and_then(|r| monitor::Monitor::validate(r, cx))
+            .map(Action::Monitor),
+        Kind::Verify => parsed(fields, cx, what)
+            .and_then(|r| verify::Verify::validate(r, cx, earlier))
+            .map(|v| Action::Verify(Box::new(v))),
+        Kind::Migrate => parsed(fields, cx, what)
+            .and_then(|r| crate::migrate::Migrate::validate(r, cx))
+            .map(|m| Action::Migrate(Box::new(m))),
+    }
 }
 
 fn parsed<T: serde::de::DeserializeOwned>(

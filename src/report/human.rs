@@ -9,7 +9,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Row, Summary, Verbosity, duration, verbosity};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::plan::Plan;
 
 /// The summary table's width when the terminal's is unknown (a pipe, a file).

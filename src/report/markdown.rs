@@ -2,7 +2,7 @@
 
 use super::run::RunReport;
 use super::{Summary, duration};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::plan::Plan;
 
 #[derive(Default)]

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
-use crate::engine::Event;
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::journal::{Record, RunState};
 use crate::plan::Plan;
 use crate::secrets::Secrets;
@@ -139,7 +139,7 @@ pub(crate) fn leave_report(dir: &Path, secrets: &Secrets, format: Format) {
     let written = RunState::read(dir).and_then(|state| {
         let path: PathBuf = dir.join(REPORT_FILE);
         let page = run_report(&state, secrets, Format::Html)?;
-        crate::steps::files::write_atomic(&path, page.as_bytes(), Some(0o600), 0o600)
+        crate::fs::write_atomic(&path, page.as_bytes(), Some(0o600), 0o600)
             .map_err(Error::io(format!("cannot write `{}`", path.display())))?;
         Ok(path)
     });

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::engine::{Event, RunStatus};
+use crate::event::{Event, RunStatus};
 use crate::journal::RunState;
 use crate::secrets::Secrets;
 use crate::traffic::Sample;

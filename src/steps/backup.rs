@@ -5,8 +5,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
-use crate::plan::Observed;
-use crate::playbook::Checker;
+use crate::check::Checker;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

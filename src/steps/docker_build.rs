@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError, Undo};
+use crate::check::{Checker, Scalar};
 use crate::docker::{self, describe, short};
-use crate::playbook::{Checker, Scalar};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,8 +7,8 @@ use bollard::query_parameters::PruneImagesOptions;
 use serde::Deserialize;
 
 use super::{Intent, StepError};
+use crate::check::Checker;
 use crate::docker::{self, describe};
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

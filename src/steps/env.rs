@@ -8,11 +8,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::compose::dotenv;
-use super::files;
 use super::{Intent, StepCx, StepError};
+use crate::check::{Checker, Scalar};
 use crate::env_value::quote;
-use crate::plan::{Observed, diff};
-use crate::playbook::{Checker, Scalar};
+use crate::fingerprint::diff;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +86,7 @@ impl Env {
     pub(crate) fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let path = cx.resolve(&self.file);
         let io = || StepError::io(format!("could not update `{}`", self.file));
-        let current = files::read_optional(&path).map_err(io())?;
+        let current = crate::fs::read_optional(&path).map_err(io())?;
         let text = match &current {
             Some(bytes) => String::from_utf8(bytes.clone())
                 .map_err(|_| StepError::from(format!("`{}` is not UTF-8 text", self.file)))?,
@@ -96,7 +96,7 @@ impl Env {
         if current.is_some() && edited == text {
             return Ok(format!("`{}` already up to date", self.file));
         }
-        files::write_atomic(&path, edited.as_bytes(), None, NEW_MODE).map_err(io())?;
+        crate::fs::write_atomic(&path, edited.as_bytes(), None, NEW_MODE).map_err(io())?;
         Ok(format!("set {} key(s) in `{}`", self.set.len(), self.file))
     }
 }

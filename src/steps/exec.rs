@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
-use crate::playbook::{Checker, Scalar};
+use crate::check::{Checker, Scalar};
 
 /// How many trailing output lines a failure message quotes.
 const TAIL_LINES: usize = 20;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
-use crate::playbook::Checker;
+use crate::check::Checker;
 
 /// How long a check polls when its step has no `timeout`.
 const WINDOW: Duration = Duration::from_secs(30);

@@ -12,9 +12,9 @@ use toml::Spanned;
 
 use super::files::{self, Snapshot};
 use super::{Intent, StepCx, StepError};
+use crate::check::Checker;
 use crate::docker::{self, describe};
-use crate::plan::Observed;
-use crate::playbook::Checker;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,7 +115,7 @@ impl LbSwitch {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let wrote = files::replace(
+        let wrote = crate::fs::replace(
             &cx.resolve(&self.file),
             self.content.as_bytes(),
             None,

@@ -11,46 +11,28 @@ pub(crate) mod env;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub(crate) mod http_check;
+mod kind;
 pub(crate) mod lb_switch;
 pub(crate) mod monitor;
 pub(crate) mod notify;
+mod observed;
 pub(crate) mod pg_backup;
 pub(crate) mod pg_wait;
 pub(crate) mod preflight;
 pub(crate) mod redis_backup;
 pub(crate) mod sql;
+mod step;
 pub(crate) mod template;
 pub(crate) mod verify;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Observed;
-
-/// The kind names a playbook may use.
-pub(crate) const KINDS: &[&str] = &[
-    "backup",
-    "template",
-    "env",
-    "exec",
-    "sql",
-    "pg_wait",
-    "pg_backup",
-    "redis_backup",
-    "preflight",
-    "docker_build",
-    "compose_up",
-    "compose_down",
-    "lb_switch",
-    "docker_prune",
-    "http_check",
-    "notify",
-    "monitor",
-    "verify",
-    "migrate",
-];
+use crate::context::StepCx;
+pub(crate) use kind::Kind;
+pub(crate) use observed::Observed;
+pub(crate) use step::{Rollback, Step};
 
 /// What a step does, with its kind's fields.
 #[derive(Debug)]
@@ -109,12 +91,24 @@ impl Intent {
         Intent {
             action,
             changes,
-            diff: changes.then(|| crate::plan::diff(path, current, content.as_bytes())),
+            diff: changes.then(|| crate::fingerprint::diff(path, current, content.as_bytes())),
             refusal: None,
             writes: Some((path.to_string(), content.as_bytes().to_vec())),
             compose: None,
         }
     }
+}
+
+/// What the plan and the engine need to know of a step besides its verbs.
+#[derive(Default)]
+pub(crate) struct Facts<'a> {
+    /// Files whose current content the plan needs (for diffs and the staleness check).
+    pub(crate) observes: Vec<&'a str>,
+    /// Files the step's content was loaded from (rendered or run as loaded): the plan expects
+    /// them unchanged when the step starts.
+    pub(crate) reads: Vec<&'a str>,
+    /// Whether the kind ends on its own within the step's `timeout`, with its own verdict.
+    pub(crate) keeps_time: bool,
 }
 
 /// How a kind is undone when the playbook does not say.
@@ -167,72 +161,6 @@ impl From<String> for Done {
     }
 }
 
-/// What a running step reports while it works.
-pub(crate) enum Note {
-    /// A line of progress (shown, never journaled).
-    Line(String),
-    /// How far a long piece of work is, `done` of `total` (a progress bar), and the same in
-    /// words (shown, never journaled).
-    Meter { done: u64, total: u64, line: String },
-    /// Something the operator must know (journaled).
-    Warning(String),
-    /// One observation of a polling step (journaled).
-    Record(String),
-    /// A child process group started (journaled, so that a later runner can stop it if this
-    /// one dies), with its leader's start time.
-    Child { pid: u32, started: Option<u64> },
-    /// That group is gone.
-    ChildExited { pid: u32 },
-}
-
-pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<Note>;
-
-/// What a step needs from the engine while it runs.
-pub(crate) struct StepCx<'a> {
-    pub(crate) workdir: &'a Path,
-    /// This step's own folder in the run's backup dir.
-    pub(crate) backup_dir: PathBuf,
-    pub(crate) progress: Progress,
-    /// The step's `timeout`, for kinds that keep their own time within it.
-    pub(crate) timeout: Option<std::time::Duration>,
-    /// The playbook's `[notify]` webhook.
-    pub(crate) webhook: Option<&'a str>,
-    /// The run this step belongs to.
-    pub(crate) run_id: &'a str,
-    /// The figures of the steps of this run that succeeded before this one, by step id.
-    pub(crate) figures: &'a BTreeMap<String, serde_json::Value>,
-}
-
-impl StepCx<'_> {
-    pub(crate) fn resolve(&self, path: &str) -> PathBuf {
-        self.workdir.join(path)
-    }
-
-    pub(crate) fn say(&self, line: impl Into<String>) {
-        let _ = self.progress.send(Note::Line(line.into()));
-    }
-
-    pub(crate) fn meter(&self, done: u64, total: u64, line: String) {
-        let _ = self.progress.send(Note::Meter { done, total, line });
-    }
-
-    pub(crate) fn warn(&self, message: String) {
-        let _ = self.progress.send(Note::Warning(message));
-    }
-
-    pub(crate) fn record(&self, sample: String) {
-        let _ = self.progress.send(Note::Record(sample));
-    }
-
-    pub(crate) fn child(&self, pid: u32, started: Option<u64>) {
-        let _ = self.progress.send(Note::Child { pid, started });
-    }
-
-    pub(crate) fn child_exited(&self, pid: u32) {
-        let _ = self.progress.send(Note::ChildExited { pid });
-    }
-}
-
 /// Why a step (or its rollback) failed, in words for the operator, with what it had already
 /// done when that must be undone too.
 #[derive(Debug)]
@@ -253,6 +181,16 @@ impl From<String> for StepError {
     }
 }
 
+impl From<crate::traffic::Inconclusive> for StepError {
+    fn from(gate: crate::traffic::Inconclusive) -> Self {
+        StepError {
+            message: gate.message,
+            partial: None,
+            pause: gate.pause,
+        }
+    }
+}
+
 impl StepError {
     /// Wraps an I/O error with what was being done.
     pub(crate) fn io(context: String) -> impl FnOnce(std::io::Error) -> StepError {
@@ -261,54 +199,74 @@ impl StepError {
 }
 
 impl Action {
-    pub(crate) fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> Kind {
         match self {
-            Action::Backup(_) => "backup",
-            Action::Template(_) => "template",
-            Action::Env(_) => "env",
-            Action::Exec(_) => "exec",
-            Action::Sql(_) => "sql",
-            Action::PgWait(_) => "pg_wait",
-            Action::PgBackup(_) => "pg_backup",
-            Action::RedisBackup(_) => "redis_backup",
-            Action::Preflight(_) => "preflight",
-            Action::DockerBuild(_) => "docker_build",
-            Action::ComposeUp(_) => "compose_up",
-            Action::ComposeDown(_) => "compose_down",
-            Action::LbSwitch(_) => "lb_switch",
-            Action::DockerPrune(_) => "docker_prune",
-            Action::HttpCheck(_) => "http_check",
-            Action::Notify(_) => "notify",
-            Action::Monitor(_) => "monitor",
-            Action::Verify(_) => "verify",
-            Action::Migrate(_) => "migrate",
+            Action::Backup(_) => Kind::Backup,
+            Action::Template(_) => Kind::Template,
+            Action::Env(_) => Kind::Env,
+            Action::Exec(_) => Kind::Exec,
+            Action::Sql(_) => Kind::Sql,
+            Action::PgWait(_) => Kind::PgWait,
+            Action::PgBackup(_) => Kind::PgBackup,
+            Action::RedisBackup(_) => Kind::RedisBackup,
+            Action::Preflight(_) => Kind::Preflight,
+            Action::DockerBuild(_) => Kind::DockerBuild,
+            Action::ComposeUp(_) => Kind::ComposeUp,
+            Action::ComposeDown(_) => Kind::ComposeDown,
+            Action::LbSwitch(_) => Kind::LbSwitch,
+            Action::DockerPrune(_) => Kind::DockerPrune,
+            Action::HttpCheck(_) => Kind::HttpCheck,
+            Action::Notify(_) => Kind::Notify,
+            Action::Monitor(_) => Kind::Monitor,
+            Action::Verify(_) => Kind::Verify,
+            Action::Migrate(_) => Kind::Migrate,
         }
     }
 
-    /// Whether the kind ends on its own within the step's `timeout`, with its own verdict.
-    pub(crate) fn keeps_time(&self) -> bool {
-        matches!(self, Action::HttpCheck(_))
-    }
-
-    /// Files whose current content the plan needs (for diffs and the staleness check).
-    pub(crate) fn observes(&self) -> Vec<&str> {
+    /// What the plan and the engine need to know of the step besides its verbs.
+    pub(crate) fn facts(&self) -> Facts<'_> {
+        let none = Facts::default;
         match self {
-            Action::Backup(s) => s.paths.iter().map(String::as_str).collect(),
-            Action::Template(s) => vec![s.dest.as_str()],
-            Action::Env(s) => vec![s.file.as_str()],
-            Action::ComposeUp(s) | Action::ComposeDown(s) => s.observes(),
-            Action::LbSwitch(s) => vec![s.file.as_str()],
-            _ => Vec::new(),
-        }
-    }
-
-    /// Files the step's content was loaded from (rendered or run as loaded): the plan expects
-    /// them unchanged when the step starts.
-    pub(crate) fn reads(&self) -> Vec<&str> {
-        match self {
-            Action::Template(s) => vec![s.template.as_str()],
-            Action::Sql(s) => s.reads(),
-            _ => Vec::new(),
+            Action::Backup(s) => Facts {
+                observes: s.paths.iter().map(String::as_str).collect(),
+                ..none()
+            },
+            Action::Template(s) => Facts {
+                observes: vec![s.dest.as_str()],
+                reads: vec![s.template.as_str()],
+                ..none()
+            },
+            Action::Env(s) => Facts {
+                observes: vec![s.file.as_str()],
+                ..none()
+            },
+            Action::Sql(s) => Facts {
+                reads: s.reads(),
+                ..none()
+            },
+            Action::ComposeUp(s) | Action::ComposeDown(s) => Facts {
+                observes: s.observes(),
+                ..none()
+            },
+            Action::LbSwitch(s) => Facts {
+                observes: vec![s.file.as_str()],
+                ..none()
+            },
+            Action::HttpCheck(_) => Facts {
+                keeps_time: true,
+                ..none()
+            },
+            Action::Exec(_)
+            | Action::PgWait(_)
+            | Action::PgBackup(_)
+            | Action::RedisBackup(_)
+            | Action::Preflight(_)
+            | Action::DockerBuild(_)
+            | Action::DockerPrune(_)
+            | Action::Notify(_)
+            | Action::Monitor(_)
+            | Action::Verify(_)
+            | Action::Migrate(_) => none(),
         }
     }
 
@@ -332,7 +290,7 @@ impl Action {
             Action::Notify(s) => s.plan(),
             Action::Monitor(s) => s.plan(),
             Action::Verify(s) => s.plan(),
-            Action::Migrate(s) => s.plan(),
+            Action::Migrate(s) => Intent::new(s.describe(), true),
         }
     }
 
@@ -375,47 +333,58 @@ impl Action {
     /// file-writing step changes, the images tags name, the containers services have.
     pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
         match self {
-            Action::Backup(_) | Action::Template(_) | Action::Env(_) => {}
-            Action::DockerBuild(s) => return s.prepare().await.map(Some),
-            Action::Migrate(s) => return Ok(Some(s.prepare(cx))),
-            Action::Sql(s) => return s.prepare().await,
-            Action::ComposeUp(s) | Action::ComposeDown(s) => return s.prepare(cx).await.map(Some),
-            Action::LbSwitch(s) => return s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
-            _ => return Ok(None),
-        }
-        let files = self
-            .observes()
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| {
-                files::snapshot(&cx.resolve(p), &cx.backup_dir, i, cx.run_id, |current| {
-                    self.writes(current)
+            Action::Backup(_) => self.snapshot(cx, |_| None),
+            Action::Template(s) => self.snapshot(cx, |_| {
+                Some(files::Write {
+                    bytes: s.content.clone().into_bytes(),
+                    mode: s.mode,
+                    new_mode: s.new_mode,
                 })
-                .map_err(StepError::io(format!("could not save `{p}`")))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Some(Undo::Files { files }))
-    }
-
-    /// What a file-writing step leaves in its file, given what the file holds now (`None`: it
-    /// leaves the file as it is).
-    fn writes(&self, current: Option<&[u8]>) -> Option<files::Write> {
-        match self {
-            Action::Template(s) => Some(files::Write {
-                bytes: s.content.clone().into_bytes(),
-                mode: s.mode,
-                new_mode: s.new_mode,
             }),
-            Action::Env(s) => {
+            Action::Env(s) => self.snapshot(cx, |current| {
                 let text = String::from_utf8_lossy(current.unwrap_or_default());
                 Some(files::Write {
                     bytes: env::edit(&text, &s.set).ok()?.into_bytes(),
                     mode: None,
                     new_mode: env::NEW_MODE,
                 })
-            }
-            _ => None,
+            }),
+            Action::DockerBuild(s) => s.prepare().await.map(Some),
+            Action::Migrate(s) => Ok(Some(Undo::Migration(s.written(cx.run_id)))),
+            Action::Sql(s) => s.prepare().await,
+            Action::ComposeUp(s) | Action::ComposeDown(s) => s.prepare(cx).await.map(Some),
+            Action::LbSwitch(s) => s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
+            Action::Exec(_)
+            | Action::PgWait(_)
+            | Action::PgBackup(_)
+            | Action::RedisBackup(_)
+            | Action::Preflight(_)
+            | Action::DockerPrune(_)
+            | Action::HttpCheck(_)
+            | Action::Notify(_)
+            | Action::Monitor(_)
+            | Action::Verify(_) => Ok(None),
         }
+    }
+
+    /// Saves the files a file-writing step observes; `writes` says what the step leaves in a
+    /// file, given what it holds now (`None`: it leaves the file as it is).
+    fn snapshot(
+        &self,
+        cx: &StepCx<'_>,
+        writes: impl Fn(Option<&[u8]>) -> Option<files::Write>,
+    ) -> Result<Option<Undo>, StepError> {
+        let files = self
+            .facts()
+            .observes
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                files::snapshot(&cx.resolve(p), &cx.backup_dir, i, cx.run_id, &writes)
+                    .map_err(StepError::io(format!("could not save `{p}`")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Undo::Files { files }))
     }
 
     /// Does the step's work.
@@ -439,7 +408,7 @@ impl Action {
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
             Action::Monitor(s) => s.apply(cx).await.map(Done::from),
             Action::Verify(s) => s.apply(cx).await,
-            Action::Migrate(s) => s.apply(cx).await.map(Done::from),
+            Action::Migrate(s) => s.apply(cx).await.map(Done::from).map_err(StepError::from),
         }
     }
 }
@@ -450,7 +419,13 @@ impl Undo {
         match self {
             Undo::Files { files } => files.iter().collect(),
             Undo::Upstream(switched) => vec![&switched.file],
-            _ => Vec::new(),
+            Undo::Command { .. }
+            | Undo::Sql(_)
+            | Undo::PgRestore(_)
+            | Undo::RedisRestore(_)
+            | Undo::Retag(_)
+            | Undo::Containers(_)
+            | Undo::Migration(_) => Vec::new(),
         }
     }
 
@@ -476,7 +451,7 @@ impl Undo {
             Undo::Retag(tags) => tags.restore().await,
             Undo::Containers(containers) => containers.restore(cx).await,
             Undo::Upstream(switched) => switched.restore().await,
-            Undo::Migration(written) => written.restore().await,
+            Undo::Migration(written) => written.restore().await.map_err(StepError::from),
         }
     }
 }

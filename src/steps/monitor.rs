@@ -16,12 +16,11 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use toml::Spanned;
 
-use super::verify::Verdict;
 use super::{Intent, StepCx, StepError};
+use crate::check::Checker;
 use crate::docker::{self, describe};
 use crate::notify::{self, Alert, Level};
-use crate::playbook::Checker;
-use crate::traffic::{self, Traffic, Watch};
+use crate::traffic::{self, Traffic, Verdict, Watch};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,7 +141,7 @@ impl Monitor {
         // The last look, as the window ends.
         look_at_traffic(&mut watch, cx, started, &mut warned).await?;
         if watch.judged == 0 {
-            return Err(traffic.inconclusive(watch.too_thin()));
+            return Err(traffic.inconclusive(watch.too_thin()).into());
         }
         Ok(format!(
             "{summary}; traffic: {} window(s) judged, the busiest had {} request(s)",
@@ -407,7 +406,8 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::steps::{Action, Note};
+    use crate::context::Note;
+    use crate::steps::Action;
 
     /// The monitor of a playbook whose only step watches `access.log` beside it.
     fn monitor(dir: &std::path::Path, fields: &str) -> Monitor {
@@ -420,7 +420,7 @@ mod tests {
         let playbook = crate::playbook::load(&path, &BTreeMap::new(), None).unwrap();
         match playbook.steps.into_iter().next().unwrap().action {
             Action::Monitor(m) => m,
-            other => panic!("{}", other.kind()),
+            other => panic!("{}", other.kind().name()),
         }
     }
 

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
+use crate::check::Checker;
 use crate::notify::{self, Alert, Level};
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::exec::Command;
 use super::{Done, Intent, StepCx, StepError, Undo};
+use crate::check::Checker;
 use crate::db::postgres::Target;
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,11 +63,11 @@ impl PgBackup {
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
         // Fail with the connection's own words (and its retries) before pg_dump would.
         self.target.connect(Duration::from_secs(30)).await?;
-        crate::steps::files::create_private_dir(&cx.backup_dir)
+        crate::fs::create_private_dir(&cx.backup_dir)
             .map_err(StepError::io("cannot create the backup dir".into()))?;
         let file = cx.backup_dir.join("dump.pgcustom");
         // pg_dump truncates the file and keeps its mode: private.
-        crate::steps::files::create_private_file(&file)
+        crate::fs::create_private_file(&file)
             .map_err(StepError::io(format!("cannot create `{}`", file.display())))?;
         let mut argv = vec![
             "pg_dump".to_string(),

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Done, Intent, StepCx, StepError, Undo};
+use crate::check::Checker;
 use crate::db::redis::Target;
-use crate::playbook::Checker;
 
 /// Keys per SCAN page and per pipeline.
 const BATCH: usize = 1000;
@@ -85,10 +85,10 @@ impl RedisBackup {
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
         let mut conn = self.target.connect(Duration::from_secs(30)).await?;
-        crate::steps::files::create_private_dir(&cx.backup_dir)
+        crate::fs::create_private_dir(&cx.backup_dir)
             .map_err(StepError::io("cannot create the backup dir".into()))?;
         let path = cx.backup_dir.join("redis.jsonl");
-        let file = crate::steps::files::create_private_file(&path)
+        let file = crate::fs::create_private_file(&path)
             .map_err(StepError::io(format!("cannot create `{}`", path.display())))?;
         let mut out = BufWriter::new(file);
         let io = |e: std::io::Error| StepError::from(format!("cannot write the snapshot: {e}"));

@@ -14,8 +14,8 @@ use tokio_postgres::Client;
 use toml::Spanned;
 
 use super::{Done, Intent, StepCx, StepError, Undo};
+use crate::check::{Checker, Scalar};
 use crate::db::postgres::{Target, describe};
-use crate::playbook::{Checker, Scalar};
 
 const NO_TRANSACTION: &str = "-- runner:no-transaction";
 const DEFAULT_HISTORY: &str = "public.runner_sql_history";
@@ -254,15 +254,15 @@ impl Sql {
 
     /// What the plan expects of the history when the step starts: the rows of this step's
     /// files as they were read (other steps' rows may change in between).
-    pub(crate) fn expectation(&self, rows: &[Row]) -> crate::plan::Input {
+    pub(crate) fn expectation(&self, rows: &[Row]) -> crate::fingerprint::Input {
         let mine: Vec<&Row> = rows
             .iter()
             .filter(|r| self.files.iter().any(|f| f.name == r.file))
             .collect();
         let text = serde_json::to_vec(&mine).expect("rows serialize");
-        crate::plan::Input::new(
+        crate::fingerprint::Input::new(
             &self.history.name(),
-            crate::plan::InputRole::History,
+            crate::fingerprint::InputRole::History,
             Some(&text),
         )
     }
@@ -441,7 +441,7 @@ fn read_file(path: &str, span: std::ops::Range<usize>, cx: &mut Checker<'_>) -> 
             .lines()
             .next()
             .is_none_or(|l| l.trim() != NO_TRANSACTION),
-        checksum: crate::plan::sha256(sql.as_bytes()),
+        checksum: crate::fingerprint::sha256(sql.as_bytes()),
         name,
         path: path.to_string(),
         sql: sql.to_string(),

@@ -4,10 +4,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::files;
 use super::{Intent, StepCx, StepError};
-use crate::plan::Observed;
-use crate::playbook::Checker;
+use crate::check::Checker;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +63,7 @@ impl Template {
     }
 
     pub(crate) fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let wrote = files::replace(
+        let wrote = crate::fs::replace(
             &cx.resolve(&self.dest),
             self.content.as_bytes(),
             self.mode,

@@ -12,9 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::playbook::Checker;
-use crate::steps::StepError;
-use crate::steps::verify::Verdict;
+use crate::check::Checker;
 use log::{Line, Tail};
 pub(crate) use window::Sample;
 use window::Window;
@@ -44,6 +42,22 @@ pub(crate) struct Raw {
     on_not_enough: Option<Spanned<String>>,
     /// `verify` only: how long to go on reading when the window before the step is too thin.
     wait: Option<Spanned<String>>,
+}
+
+/// How a gate judges a figure (a line of a verify checklist, a traffic window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Ok,
+    Warning,
+    Critical,
+}
+
+/// A gate that could not judge, for want of traffic.
+#[derive(Debug)]
+pub(crate) struct Inconclusive {
+    pub(crate) message: String,
+    /// The run should pause rather than follow `on_failure`.
+    pub(crate) pause: bool,
 }
 
 /// A value must stay below `warning` to be ok and below `critical` not to fail.
@@ -219,10 +233,9 @@ impl Traffic {
     }
 
     /// The gate could not judge: the run pauses or fails, as the playbook says; never a pass.
-    pub(crate) fn inconclusive(&self, why: String) -> StepError {
-        StepError {
+    pub(crate) fn inconclusive(&self, why: String) -> Inconclusive {
+        Inconclusive {
             message: format!("not enough traffic: {why}"),
-            partial: None,
             pause: self.pause_if_not_enough,
         }
     }

@@ -10,6 +10,7 @@ mod examples;
 mod fuzz;
 mod hostile;
 mod http;
+mod imports;
 mod keep;
 mod load;
 mod migrate;

@@ -20,10 +20,10 @@ use toml::Spanned;
 use self::model::Project;
 use super::docker_build::{Recipe, Tags, build};
 use super::{Intent, StepCx, StepError, Undo};
+use crate::check::Checker;
 use crate::diagnostic::{Problem, Source};
 use crate::docker::{self, describe};
-use crate::plan::Observed;
-use crate::playbook::Checker;
+use crate::steps::Observed;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -400,7 +400,7 @@ impl Compose {
     fn read(&self, cx: &StepCx<'_>) -> Result<(Project, HashMap<String, String>), StepError> {
         let text = std::fs::read(cx.resolve(&self.file))
             .map_err(StepError::io(format!("cannot read `{}`", self.file)))?;
-        let dotenv = super::files::read_optional(&cx.resolve(&self.env_file))
+        let dotenv = crate::fs::read_optional(&cx.resolve(&self.env_file))
             .map_err(StepError::io(format!("cannot read `{}`", self.env_file)))?;
         Ok(self.load(&text, dotenv.as_deref(), cx.workdir)?)
     }

@@ -12,9 +12,10 @@ mod traffic;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Done, Intent, StepCx, StepError};
+use super::{Done, Intent, Step, StepCx, StepError};
+use crate::check::Checker;
 use crate::migrate::check::{Found, MigrationCheck};
-use crate::playbook::Checker;
+use crate::traffic::Verdict;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,13 +34,6 @@ pub(crate) struct Verify {
     containers: Option<containers::Containers>,
     migration: Option<MigrationCheck>,
     traffic: Option<crate::traffic::Traffic>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Ok,
-    Warning,
-    Critical,
 }
 
 /// One line of the checklist.
@@ -80,10 +74,11 @@ impl Check {
 }
 
 impl Verify {
-    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>) -> Option<Self> {
+    /// `earlier`: the valid steps before this one, for a load that repeats one of theirs.
+    pub(crate) fn validate(raw: Raw, cx: &mut Checker<'_>, earlier: &[Step]) -> Option<Self> {
         let load = raw.load.map(|l| {
             let span = l.span();
-            load::Load::validate(l.into_inner(), span, cx)
+            load::Load::validate(l.into_inner(), span, cx, earlier)
         });
         let postgres = raw.postgres.map(|p| postgres::PgHealth::validate(p, cx));
         let containers = raw

@@ -9,8 +9,8 @@ use tokio_postgres::Client;
 use toml::Spanned;
 
 use super::{Check, Verdict};
+use crate::check::Checker;
 use crate::db::postgres::{Target, describe};
-use crate::playbook::Checker;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -42,7 +42,7 @@ pub(super) async fn run(
             return Ok((checks, look.sample));
         }
         if started.elapsed() + traffic.interval > traffic.wait.unwrap_or_default() {
-            return Err(traffic.inconclusive(watch.too_thin()));
+            return Err(traffic.inconclusive(watch.too_thin()).into());
         }
         tokio::time::sleep(traffic.interval).await;
     }

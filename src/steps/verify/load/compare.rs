@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::probe::Measured;
 use super::{Check, Raw, Verdict};
-use crate::playbook::Checker;
+use crate::check::Checker;
 use crate::traffic::Sample;
 
 /// Under this p95 (ms) the baseline is loopback noise: a ratio of it is not called a regression.

@@ -18,7 +18,8 @@ pub(crate) use compare::Compare;
 pub(crate) use probe::Measured;
 
 use super::{Check, Verdict};
-use crate::playbook::Checker;
+use crate::check::Checker;
+use crate::steps::Step;
 use crate::steps::http_check::Statuses;
 use shape::{Endpoint, RawEndpoint, Shape};
 
@@ -62,7 +63,12 @@ pub(crate) struct Load {
 }
 
 impl Load {
-    pub(crate) fn validate(raw: Raw, span: Range<usize>, cx: &mut Checker<'_>) -> Option<Self> {
+    pub(crate) fn validate(
+        raw: Raw,
+        span: Range<usize>,
+        cx: &mut Checker<'_>,
+        earlier: &[Step],
+    ) -> Option<Self> {
         if let Some(c) = &raw.concurrency {
             cx.problem(
                 c.span(),
@@ -72,7 +78,7 @@ impl Load {
         }
         let compare = Compare::validate(&raw, cx);
         let shape = match &raw.same_as {
-            Some(name) => shape::repeated(&raw, name, cx),
+            Some(name) => shape::repeated(&raw, name, cx, earlier),
             None => shape::shape(&raw, &span, cx),
         };
         Some(Load {

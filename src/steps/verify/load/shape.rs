@@ -9,9 +9,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Raw;
-use crate::playbook::Checker;
-use crate::steps::Action;
+use crate::check::Checker;
 use crate::steps::http_check::{Request, Statuses};
+use crate::steps::{Action, Step};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +49,12 @@ pub(super) struct Shape {
 }
 
 /// The load of the earlier step `name`, which this one repeats exactly.
-pub(super) fn repeated(raw: &Raw, name: &Spanned<String>, cx: &mut Checker<'_>) -> Option<Shape> {
+pub(super) fn repeated(
+    raw: &Raw,
+    name: &Spanned<String>,
+    cx: &mut Checker<'_>,
+    earlier: &[Step],
+) -> Option<Shape> {
     let given: Vec<&str> = [
         ("url", raw.url.is_some()),
         ("method", raw.method.is_some()),
@@ -77,14 +82,14 @@ pub(super) fn repeated(raw: &Raw, name: &Spanned<String>, cx: &mut Checker<'_>) 
         );
     }
     let id = name.get_ref();
-    let found = match cx.earlier_step(id).map(|s| &s.action) {
+    let found = match earlier.iter().find(|s| s.id == *id).map(|s| &s.action) {
         Some(Action::Verify(v)) => v
             .load()
             .map(|l| l.shape.clone())
             .ok_or(format!("step `{id}` has no `load` to repeat")),
         Some(other) => Err(format!(
             "step `{id}` is a `{}` step, not a verify step with `load`",
-            other.kind()
+            other.kind().name()
         )),
         None => Err(format!("there is no valid step `{id}` before this one")),
     };
