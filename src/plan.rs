@@ -111,6 +111,8 @@ pub(crate) struct Observed {
     refreshed: bool,
     files: BTreeMap<String, Option<Vec<u8>>>,
     sql: BTreeMap<String, std::result::Result<Vec<crate::steps::sql::Row>, String>>,
+    /// With `--refresh`, the containers of each `compose_up` step's project.
+    compose: BTreeMap<String, std::result::Result<crate::steps::compose::Live, String>>,
 }
 
 impl Observed {
@@ -124,6 +126,13 @@ impl Observed {
     ) -> Option<&std::result::Result<Vec<crate::steps::sql::Row>, String>> {
         self.sql.get(step)
     }
+
+    pub(crate) fn compose(
+        &self,
+        step: &str,
+    ) -> Option<&std::result::Result<crate::steps::compose::Live, String>> {
+        self.compose.get(step)
+    }
 }
 
 /// Reads what the plan depends on: the only I/O of planning. With `refresh`, also the live
@@ -135,8 +144,15 @@ pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observ
     };
     if refresh {
         for step in &playbook.steps {
-            if let crate::steps::Action::Sql(sql) = &step.action {
-                observed.sql.insert(step.id.clone(), sql.history().await);
+            match &step.action {
+                crate::steps::Action::Sql(sql) => {
+                    observed.sql.insert(step.id.clone(), sql.history().await);
+                }
+                crate::steps::Action::ComposeUp(up) => {
+                    let live = up.observe(&playbook.workdir).await;
+                    observed.compose.insert(step.id.clone(), live);
+                }
+                _ => {}
             }
         }
     }

@@ -237,7 +237,9 @@ fn compose_up_starts_the_stack_in_order_leaves_it_alone_then_rolls_back_a_bad_re
     let sessions = || -> u64 {
         let pg = format!("{}_postgres_1", stack.name);
         let sql = "SELECT sessions FROM pg_stat_database WHERE datname = 'relay'";
-        let out = docker(&["exec", &pg, "psql", "-U", "relay", "-d", "relay", "-Atc", sql]);
+        let out = docker(&[
+            "exec", &pg, "psql", "-U", "relay", "-d", "relay", "-Atc", sql,
+        ]);
         out.trim().parse().expect("a count of sessions")
     };
     let before = sessions();
@@ -252,7 +254,10 @@ fn compose_up_starts_the_stack_in_order_leaves_it_alone_then_rolls_back_a_bad_re
         }
     });
     let opened = sessions() - before;
-    assert!(opened <= 20, "200 requests opened {opened} PostgreSQL sessions");
+    assert!(
+        opened <= 20,
+        "200 requests opened {opened} PostgreSQL sessions"
+    );
     // The build context left out what .dockerignore names.
     assert!(
         !docker(&[

@@ -163,7 +163,7 @@ pub(crate) fn load(
 }
 
 /// Compose's project-name rule: lowercase letters, digits, `-` and `_`.
-fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     name.to_lowercase()
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')

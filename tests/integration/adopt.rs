@@ -1,0 +1,217 @@
+//! A stack that `docker-compose up` (v1, the machine's 1.29) started from the runbook's
+//! compose file, with data in its Redis and PostgreSQL volumes, taken over by runner's first
+//! `compose_up` over the same file: the containers whose config is what runner would create
+//! are adopted (same ids), a changed service is replaced with its volume's data kept, and
+//! rollback leaves the stack as docker-compose made it.
+
+use std::process::Command;
+
+use crate::compose_real::{Image, runbook_stack};
+use crate::docker::{Stack, docker};
+use crate::support::Project;
+
+const FILE: &str = "stack/docker-compose.hybrid.yml";
+
+/// `docker-compose` over the test's file and project; stdout and stderr together (it reports
+/// on stderr).
+fn compose(p: &Project, stack: &Stack, args: &[&str]) -> String {
+    let out = Command::new("docker-compose")
+        .current_dir(p.path())
+        .args(["-p", &stack.name, "-f", FILE])
+        .args(args)
+        .output()
+        .expect("docker-compose runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "docker-compose {args:?}:\n{text}");
+    text
+}
+
+/// The playbook: the data services first, then the app, as `preparation` starts them.
+fn playbook(stack: &Stack) -> String {
+    let step = |id: &str, services: &str| {
+        format!(
+            "[[steps]]\nid = \"{id}\"\nkind = \"compose_up\"\nfile = \"{FILE}\"\nproject = \"{}\"\nservices = [{services}]\nwait = \"90s\"\n\n",
+            stack.name
+        )
+    };
+    format!(
+        "[playbook]\nname = \"adopt\"\n\n{}{}",
+        step("start-data", "\"redis\", \"postgres\""),
+        step("deploy-app", "\"claude-relay\"")
+    )
+}
+
+struct Names {
+    redis: String,
+    postgres: String,
+    app: String,
+}
+
+fn id(container: &str) -> String {
+    docker(&["inspect", "-f", "{{.Id}}", container])
+}
+
+fn ids(n: &Names) -> [String; 3] {
+    [id(&n.redis), id(&n.postgres), id(&n.app)]
+}
+
+fn redis_get(n: &Names, key: &str) -> String {
+    docker(&["exec", &n.redis, "redis-cli", "GET", key])
+}
+
+fn rows(n: &Names) -> String {
+    let sql = "SELECT string_agg(note, ',' ORDER BY id) FROM adopted";
+    docker(&[
+        "exec",
+        &n.postgres,
+        "psql",
+        "-U",
+        "claude_user",
+        "-d",
+        "claude_relay",
+        "-Atc",
+        sql,
+    ])
+}
+
+#[test]
+fn compose_up_adopts_a_stack_docker_compose_started_and_replaces_only_what_changed() {
+    let stack = Stack::new("adopt");
+    let p = Project::new();
+    runbook_stack(&p, &stack, "stack");
+    let _image = Image(format!("{}_claude-relay", stack.name));
+    p.write("up.toml", &playbook(&stack));
+    compose(&p, &stack, &["up", "-d"]);
+    let n = Names {
+        redis: format!("{}-redis", stack.name),
+        postgres: format!("{}-postgres", stack.name),
+        app: format!("{}-app", stack.name),
+    };
+    for i in 0..50 {
+        docker(&[
+            "exec",
+            &n.redis,
+            "redis-cli",
+            "SET",
+            &format!("k{i}"),
+            &format!("v{i}"),
+        ]);
+    }
+    let sql = "CREATE TABLE adopted (id serial PRIMARY KEY, note text); INSERT INTO adopted (note) VALUES ('one'), ('two'), ('three')";
+    docker(&[
+        "exec",
+        &n.postgres,
+        "psql",
+        "-U",
+        "claude_user",
+        "-d",
+        "claude_relay",
+        "-qc",
+        sql,
+    ]);
+    let made = ids(&n);
+    let data = |n: &Names| {
+        assert_eq!(redis_get(n, "k0"), "v0");
+        assert_eq!(redis_get(n, "k49"), "v49");
+        assert_eq!(rows(n), "one,two,three");
+    };
+
+    // The same file: the plan says each container is adopted, and the run keeps them.
+    let plan = p.run(&["plan", "up.toml"]).expect(0);
+    for (service, container) in [
+        ("redis", &n.redis),
+        ("postgres", &n.postgres),
+        ("claude-relay", &n.app),
+    ] {
+        assert!(
+            plan.stdout
+                .contains(&format!("{service}: adopts `{container}` (")),
+            "{service}:\n{}",
+            plan.stdout
+        );
+    }
+    assert!(
+        plan.stdout.contains("made by docker-compose 1.29.2"),
+        "{}",
+        plan.stdout
+    );
+    let run = p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    assert!(
+        run.stdout.contains("adopted: postgres, redis")
+            && run.stdout.contains("adopted: claude-relay"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(ids(&n), made, "unchanged services keep their containers");
+    data(&n);
+    p.run(&["rollback", "--yes"]).expect(0);
+    assert_eq!(ids(&n), made, "rollback of an adoption touches nothing");
+
+    // Redis changed in the file: only it is replaced, and its volume's data is still there.
+    let file = p.read(FILE).unwrap();
+    let changed = file.replace(
+        "      - REDIS_REPLICATION_MODE=master\n",
+        "      - REDIS_REPLICATION_MODE=master\n      - ADOPT_CHECK=changed\n",
+    );
+    assert_ne!(file, changed);
+    p.write(FILE, &changed);
+    let plan = p.run(&["plan", "up.toml"]).expect(0);
+    assert!(
+        plan.stdout.contains(&format!(
+            "redis: replaces `{}` ({}), made by docker-compose 1.29.2: environment (ADOPT_CHECK) differ",
+            n.redis,
+            &made[0][..12]
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains(&format!("postgres: adopts `{}`", n.postgres)),
+        "{}",
+        plan.stdout
+    );
+    let run = p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    assert!(
+        run.stdout.contains("adopted: postgres; replaced: redis"),
+        "{}",
+        run.stdout
+    );
+    let now = ids(&n);
+    assert_ne!(now[0], made[0], "redis was replaced");
+    assert_eq!(now[1..], made[1..], "postgres and the app were not");
+    data(&n);
+    let volume = format!("{}-redis-data", stack.name);
+    assert!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Name}} {{end}}",
+            &n.redis
+        ])
+        .contains(&volume),
+        "the new container mounts the same volume"
+    );
+
+    // Rollback puts docker-compose's container back: docker-compose finds its stack as it
+    // made it (its own config hash matches) and the data is there.
+    std::fs::write(p.file(FILE), &file).unwrap();
+    p.run(&["rollback", "--yes"]).expect(0);
+    assert_eq!(ids(&n), made, "docker-compose's containers are back");
+    data(&n);
+    let up = compose(&p, &stack, &["up", "-d", "--no-build"]);
+    for c in [&n.redis, &n.postgres, &n.app] {
+        assert!(up.contains(&format!("{c} is up-to-date")), "{c}:\n{up}");
+    }
+    let label = format!("label=com.docker.compose.project={}", stack.name);
+    let all = docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &label]);
+    assert_eq!(
+        all.lines().count(),
+        3,
+        "no container is left over after rollback:\n{all}"
+    );
+}
