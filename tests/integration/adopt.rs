@@ -215,3 +215,56 @@ fn compose_up_adopts_a_stack_docker_compose_started_and_replaces_only_what_chang
         "no container is left over after rollback:\n{all}"
     );
 }
+
+/// docker compose v2 names a container `<project>-<service>-1`: runner finds it by compose's
+/// labels, adopts it under that name, and when it replaces it, rollback gives it its name back.
+#[test]
+fn a_container_named_as_compose_v2_names_it_is_adopted_and_put_back_under_its_name() {
+    let stack = Stack::new("adopt2");
+    let p = Project::new();
+    let file = "services:\n  cache:\n    image: redis:7-alpine\n    command: [redis-server, --appendonly, \"yes\", --appendfsync, always]\n    volumes: [\"data:/data\"]\n    healthcheck: { test: [CMD, redis-cli, ping], interval: 1s }\nvolumes:\n  data:\n";
+    p.write(FILE, file).write(
+        "up.toml",
+        &format!(
+            "[playbook]\nname = \"v2\"\n\n[[steps]]\nid = \"up\"\nkind = \"compose_up\"\nfile = \"{FILE}\"\nproject = \"{}\"\nwait = \"30s\"\n",
+            stack.name
+        ),
+    );
+    compose(&p, &stack, &["up", "-d"]);
+    let v2 = format!("{}-cache-1", stack.name);
+    docker(&["rename", &format!("{}_cache_1", stack.name), &v2]);
+    docker(&["exec", &v2, "redis-cli", "SET", "kept", "yes"]);
+    let made = id(&v2);
+
+    let run = p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    assert!(run.stdout.contains("adopted: cache"), "{}", run.stdout);
+    assert_eq!(id(&v2), made);
+    let label = format!("label=com.docker.compose.project={}", stack.name);
+    let names = || docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &label]);
+    assert_eq!(names(), v2, "no container of runner's naming was created");
+
+    p.write(
+        FILE,
+        &file.replace(
+            "    volumes:",
+            "    environment: { X: \"1\" }\n    volumes:",
+        ),
+    );
+    let plan = p.run(&["plan", "up.toml"]).expect(0);
+    assert!(
+        plan.stdout.contains(&format!("cache: replaces `{v2}` (")),
+        "{}",
+        plan.stdout
+    );
+    let run = p.run(&["apply", "--yes", "up.toml"]).expect(0);
+    assert!(run.stdout.contains("replaced: cache"), "{}", run.stdout);
+    let runners = format!("{}_cache_1", stack.name);
+    assert_eq!(
+        docker(&["exec", &runners, "redis-cli", "GET", "kept"]),
+        "yes"
+    );
+    p.run(&["rollback", "--yes"]).expect(0);
+    assert_eq!(id(&v2), made, "compose's container is back under its name");
+    assert_eq!(names(), v2, "and runner's is gone");
+    assert_eq!(docker(&["exec", &v2, "redis-cli", "GET", "kept"]), "yes");
+}
