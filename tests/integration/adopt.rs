@@ -63,19 +63,17 @@ fn redis_get(n: &Names, key: &str) -> String {
     docker(&["exec", &n.redis, "redis-cli", "GET", key])
 }
 
+/// Runs SQL in the stack's PostgreSQL; the rows unaligned.
+fn psql(n: &Names, sql: &str) -> String {
+    let user = ["-U", "claude_user", "-d", "claude_relay"];
+    let mut args = vec!["exec", &n.postgres, "psql"];
+    args.extend(user);
+    args.extend(["-qAtc", sql]);
+    docker(&args)
+}
+
 fn rows(n: &Names) -> String {
-    let sql = "SELECT string_agg(note, ',' ORDER BY id) FROM adopted";
-    docker(&[
-        "exec",
-        &n.postgres,
-        "psql",
-        "-U",
-        "claude_user",
-        "-d",
-        "claude_relay",
-        "-Atc",
-        sql,
-    ])
+    psql(n, "SELECT string_agg(note, ',' ORDER BY id) FROM adopted")
 }
 
 #[test]
@@ -102,17 +100,7 @@ fn compose_up_adopts_a_stack_docker_compose_started_and_replaces_only_what_chang
         ]);
     }
     let sql = "CREATE TABLE adopted (id serial PRIMARY KEY, note text); INSERT INTO adopted (note) VALUES ('one'), ('two'), ('three')";
-    docker(&[
-        "exec",
-        &n.postgres,
-        "psql",
-        "-U",
-        "claude_user",
-        "-d",
-        "claude_relay",
-        "-qc",
-        sql,
-    ]);
+    psql(&n, sql);
     let made = ids(&n);
     let data = |n: &Names| {
         assert_eq!(redis_get(n, "k0"), "v0");
@@ -162,7 +150,7 @@ fn compose_up_adopts_a_stack_docker_compose_started_and_replaces_only_what_chang
     let plan = p.run(&["plan", "up.toml"]).expect(0);
     assert!(
         plan.stdout.contains(&format!(
-            "redis: replaces `{}` ({}), made by docker-compose 1.29.2: environment (ADOPT_CHECK) differ",
+            "redis: replaces `{}` ({}), made by docker-compose 1.29.2: differs in environment (ADOPT_CHECK)",
             n.redis,
             &made[0][..12]
         )),

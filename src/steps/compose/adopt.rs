@@ -148,14 +148,18 @@ pub(crate) fn foresee(live: &Live, project: &Project, key: &str) -> Option<Strin
     } else {
         ""
     };
+    let made = label(c, MADE_BY).is_some();
     Some(match judge(project, service, image, c, env_read) {
         Verdict::Unchanged => format!("{key}: keeps {shown}, unchanged{built}{hedge}"),
+        Verdict::Adopted if made => {
+            format!("{key}: keeps {shown} if runner's config hash is unchanged{hedge}")
+        }
         Verdict::Adopted => format!(
             "{key}: adopts {shown}, made by {}{built}: its config is what runner would create{hedge}",
             maker(c)
         ),
         Verdict::Replaced(why) => format!(
-            "{key}: replaces {shown}, made by {}: {} differ{hedge}",
+            "{key}: replaces {shown}, made by {}: differs in {}{hedge}",
             maker(c),
             why.join(", ")
         ),

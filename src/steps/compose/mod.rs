@@ -550,7 +550,7 @@ impl Compose {
                         }
                         adopt::Verdict::Replaced(why) => {
                             cx.say(format!(
-                                "{name}: stopping `{old}` ({}) to replace it: {} differ",
+                                "{name}: stopping `{old}` ({}) to replace it: differs in {}",
                                 docker::short(&id),
                                 why.join(", ")
                             ));
