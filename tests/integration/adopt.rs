@@ -206,11 +206,13 @@ fn compose_up_adopts_a_stack_docker_compose_started_and_replaces_only_what_chang
 
 /// docker compose v2 names a container `<project>-<service>-1`: runner finds it by compose's
 /// labels, adopts it under that name, and when it replaces it, rollback gives it its name back.
+/// Its data is in the anonymous volume of the image's `VOLUME /data`, which the replacement
+/// mounts again, as compose would.
 #[test]
 fn a_container_named_as_compose_v2_names_it_is_adopted_and_put_back_under_its_name() {
     let stack = Stack::new("adopt2");
     let p = Project::new();
-    let file = "services:\n  cache:\n    image: redis:7-alpine\n    command: [redis-server, --appendonly, \"yes\", --appendfsync, always]\n    volumes: [\"data:/data\"]\n    healthcheck: { test: [CMD, redis-cli, ping], interval: 1s }\nvolumes:\n  data:\n";
+    let file = "services:\n  cache:\n    image: redis:7-alpine\n    command: [redis-server, --appendonly, \"yes\", --appendfsync, always]\n    healthcheck: { test: [CMD, redis-cli, ping], interval: 1s }\n";
     p.write(FILE, file).write(
         "up.toml",
         &format!(
@@ -223,6 +225,9 @@ fn a_container_named_as_compose_v2_names_it_is_adopted_and_put_back_under_its_na
     docker(&["rename", &format!("{}_cache_1", stack.name), &v2]);
     docker(&["exec", &v2, "redis-cli", "SET", "kept", "yes"]);
     let made = id(&v2);
+    let volumes = |c: &str| docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", c]);
+    let volume = volumes(&v2);
+    assert_eq!(volume.len(), 64, "an anonymous volume: {volume}");
 
     let run = p.run(&["apply", "--yes", "up.toml"]).expect(0);
     assert!(run.stdout.contains("adopted: cache"), "{}", run.stdout);
@@ -234,8 +239,8 @@ fn a_container_named_as_compose_v2_names_it_is_adopted_and_put_back_under_its_na
     p.write(
         FILE,
         &file.replace(
-            "    volumes:",
-            "    environment: { X: \"1\" }\n    volumes:",
+            "    healthcheck:",
+            "    environment: { X: \"1\" }\n    healthcheck:",
         ),
     );
     let plan = p.run(&["plan", "up.toml"]).expect(0);
@@ -247,6 +252,7 @@ fn a_container_named_as_compose_v2_names_it_is_adopted_and_put_back_under_its_na
     let run = p.run(&["apply", "--yes", "up.toml"]).expect(0);
     assert!(run.stdout.contains("replaced: cache"), "{}", run.stdout);
     let runners = format!("{}_cache_1", stack.name);
+    assert_eq!(volumes(&runners), volume, "the same volume");
     assert_eq!(
         docker(&["exec", &runners, "redis-cli", "GET", "kept"]),
         "yes"
