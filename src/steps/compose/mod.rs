@@ -7,6 +7,7 @@
 //! (adopt.rs), its volumes used as they are.
 
 mod adopt;
+mod compare;
 pub(crate) mod dotenv;
 mod engine;
 pub(crate) mod interpolate;

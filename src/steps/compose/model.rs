@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-pub(crate) use self::service::Service;
+pub(crate) use self::service::{More, Service};
 use self::spec::{Bool, External, SERVICE_KEYS, TOP_KEYS};
 
 /// The interpolation variables.
