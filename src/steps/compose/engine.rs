@@ -384,8 +384,8 @@ pub(crate) fn is_kept(name: &str) -> bool {
         .is_some_and(|(_, id)| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// The volumes of `old` at targets the service does not mount (an image's `VOLUME`, an
-/// anonymous volume), as binds for the container that replaces it.
+/// The volumes of `old` at targets the service does not mount otherwise (an image's `VOLUME`,
+/// an anonymous volume), as binds for the container that replaces it.
 pub(crate) fn inherited(old: &ContainerInspectResponse, service: &Service) -> Vec<String> {
     let target = |bind: &String| bind.split(':').nth(1).map(str::to_string);
     let mounted: Vec<String> = service.binds.iter().filter_map(target).collect();
@@ -395,6 +395,7 @@ pub(crate) fn inherited(old: &ContainerInspectResponse, service: &Service) -> Ve
         .filter(|m| m.typ == Some(bollard::models::MountPointTypeEnum::VOLUME))
         .filter_map(|m| Some((m.name.as_deref()?, m.destination.as_deref()?)))
         .filter(|(_, dest)| !mounted.iter().any(|t| t == dest))
+        .filter(|(_, dest)| !service.more.tmpfs.contains_key(*dest))
         .map(|(name, dest)| format!("{name}:{dest}:rw"))
         .collect()
 }
