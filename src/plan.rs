@@ -82,6 +82,9 @@ pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observ
         for step in &playbook.steps {
             if let crate::steps::Action::Sql(sql) = &step.action {
                 observed.sql.insert(step.id.clone(), sql.history().await);
+            } else if let crate::steps::Action::ComposeUp(up) = &step.action {
+                let live = up.observe(&playbook.workdir).await;
+                observed.compose.insert(step.id.clone(), live);
             }
         }
     }

@@ -36,32 +36,64 @@ fn playbook(stack: &Stack, file: &str) -> String {
     )
 }
 
+/// Host ports of the runbook's stack.
+pub(crate) struct Ports {
+    pub(crate) redis: u16,
+    pub(crate) postgres: u16,
+    pub(crate) app: u16,
+}
+
+/// Writes the runbook's compose file into `dir` for `stack`, with what its binds and build
+/// need. Changed: host ports (the machine's own services hold 6379 and 5432), the fixed names
+/// (other sessions share this engine), health intervals (30s and 40s would be slow) and
+/// retries (docker-compose gives up on a dependency once it is unhealthy, and PostgreSQL's
+/// first start takes more than 3s), and Redis keeps an append-only file.
+pub(crate) fn runbook_stack(p: &Project, stack: &Stack, dir: &str) -> Ports {
+    let text =
+        std::fs::read_to_string(format!("{CORPUS}/runbook/docker-compose.hybrid.yml")).unwrap();
+    let ports = Ports {
+        redis: free_port(),
+        postgres: free_port(),
+        app: free_port(),
+    };
+    let text = text
+        .replace("claude-relay-", &format!("{}-", stack.name))
+        .replace(
+            "\"6379:6379\"",
+            &format!("\"127.0.0.1:{}:6379\"", ports.redis),
+        )
+        .replace(
+            "\"5432:5432\"",
+            &format!("\"127.0.0.1:{}:5432\"", ports.postgres),
+        )
+        .replace(
+            "\"3000:3000\"",
+            &format!("\"127.0.0.1:{}:3000\"", ports.app),
+        )
+        .replace("interval: 10s", "interval: 1s")
+        .replace("interval: 30s", "interval: 1s")
+        .replace("retries: 3\n", "retries: 60\n")
+        .replace("start_period: 40s", "start_period: 1s");
+    p.write(&format!("{dir}/docker-compose.hybrid.yml"), &text)
+        .write(
+            &format!("{dir}/docker/redis/redis.conf"),
+            "port 6379\nbind 0.0.0.0\nappendonly yes\nappendfsync always\n",
+        )
+        .write(&format!("{dir}/docker/postgres/init/.keep"), "")
+        .write(&format!("{dir}/docker/postgres/postgresql.conf"), "\n");
+    app_context(p, dir);
+    ports
+}
+
 #[test]
 fn the_runbooks_compose_file_builds_its_app_and_starts_the_default_profile() {
     let stack = Stack::new("rb");
     let p = Project::new();
-    let text =
-        std::fs::read_to_string(format!("{CORPUS}/runbook/docker-compose.hybrid.yml")).unwrap();
-    let (redis, pg, app) = (free_port(), free_port(), free_port());
-    // Changed: host ports (the machine's own services hold 6379 and 5432), the fixed names
-    // (other sessions share this engine), and health intervals (30s and 40s would be slow).
-    let text = text
-        .replace("claude-relay-", &format!("{}-", stack.name))
-        .replace("\"6379:6379\"", &format!("\"127.0.0.1:{redis}:6379\""))
-        .replace("\"5432:5432\"", &format!("\"127.0.0.1:{pg}:5432\""))
-        .replace("\"3000:3000\"", &format!("\"127.0.0.1:{app}:3000\""))
-        .replace("interval: 10s", "interval: 1s")
-        .replace("interval: 30s", "interval: 1s")
-        .replace("start_period: 40s", "start_period: 1s");
-    p.write("stack/docker-compose.hybrid.yml", &text)
-        .write("stack/docker/redis/redis.conf", "port 6379\nbind 0.0.0.0\n")
-        .write("stack/docker/postgres/init/.keep", "")
-        .write("stack/docker/postgres/postgresql.conf", "\n")
-        .write(
-            "up.toml",
-            &playbook(&stack, "stack/docker-compose.hybrid.yml"),
-        );
-    app_context(&p, "stack");
+    let Ports { app, .. } = runbook_stack(&p, &stack, "stack");
+    p.write(
+        "up.toml",
+        &playbook(&stack, "stack/docker-compose.hybrid.yml"),
+    );
     let image = format!("{}_claude-relay", stack.name);
     let _image = Image(image.clone());
 
@@ -172,7 +204,7 @@ fn the_relays_compose_file_with_its_env_example_starts_only_the_default_profile(
 }
 
 /// Removes an image tag when dropped.
-struct Image(String);
+pub(crate) struct Image(pub(crate) String);
 
 impl Drop for Image {
     fn drop(&mut self) {

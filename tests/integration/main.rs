@@ -1,5 +1,6 @@
 //! Integration tests: they drive the real `runner` binary in temporary projects.
 
+mod adopt;
 mod apply;
 mod compose_files;
 mod compose_real;

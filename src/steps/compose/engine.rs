@@ -21,7 +21,10 @@ use crate::docker::{describe, is_not_found, short};
 
 pub(crate) const PROJECT: &str = "com.docker.compose.project";
 pub(crate) const SERVICE: &str = "com.docker.compose.service";
-const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub(crate) const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+/// Marks the containers runner creates: those are judged by runner's config hash, the others
+/// (docker-compose's) by their config (adopt.rs).
+pub(crate) const MADE_BY: &str = "runner.made-by";
 /// The compose release whose labels runner writes (docker-compose 1.29 reads them).
 const COMPOSE_VERSION: &str = "1.29.2";
 
@@ -183,29 +186,22 @@ pub(crate) fn config_hash(service: &Service, image_id: &str) -> String {
     hex::encode(Sha256::digest(format!("{image_id}\n{spec}")))
 }
 
-/// Whether `container` was made from this exact service and image, and runs.
-pub(crate) fn unchanged(container: &ContainerInspectResponse, hash: &str) -> bool {
-    let labels = container.config.as_ref().and_then(|c| c.labels.as_ref());
-    let running = container
-        .state
-        .as_ref()
-        .and_then(|s| s.running)
-        .unwrap_or(false);
-    running && labels.and_then(|l| l.get(CONFIG_HASH)).map(String::as_str) == Some(hash)
-}
-
-/// Creates and starts the container of `service`.
+/// Creates and starts the container of `service`. `inherited` binds the volumes of the
+/// container it replaces that the service does not mount by name (an image's `VOLUME`, an
+/// anonymous volume), as compose carries them over, so that their data stays.
 pub(crate) async fn create(
     docker: &Docker,
     project: &Project,
     service: &Service,
     hash: &str,
+    inherited: &[String],
 ) -> Result<String, String> {
     let mut labels: HashMap<String, String> = service.labels.clone().into_iter().collect();
     for (k, v) in [
         (PROJECT, project.name.clone()),
         (SERVICE, service.name.clone()),
         (CONFIG_HASH, hash.to_string()),
+        (MADE_BY, "runner".into()),
         ("com.docker.compose.container-number", "1".into()),
         ("com.docker.compose.oneoff", "False".into()),
         ("com.docker.compose.version", COMPOSE_VERSION.into()),
@@ -293,7 +289,7 @@ pub(crate) async fn create(
         tty: Some(more.tty),
         open_stdin: Some(more.stdin_open),
         host_config: Some(HostConfig {
-            binds: Some(service.binds.clone()),
+            binds: Some(service.binds.iter().chain(inherited).cloned().collect()),
             tmpfs: Some(more.tmpfs.clone().into_iter().collect()),
             extra_hosts: Some(more.extra_hosts.clone()),
             cap_add: Some(more.cap_add.clone()),
@@ -380,6 +376,28 @@ pub(crate) async fn start(docker: &Docker, id: &str, shown: &str) -> Result<(), 
 /// The name a replaced container is kept under until its rollback is no longer needed.
 pub(crate) fn kept_name(name: &str, id: &str) -> String {
     format!("{name}-replaced-{}", short(id))
+}
+
+/// Whether a container's name is one `kept_name` gave it.
+pub(crate) fn is_kept(name: &str) -> bool {
+    name.rsplit_once("-replaced-")
+        .is_some_and(|(_, id)| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The volumes of `old` at targets the service does not mount otherwise (an image's `VOLUME`,
+/// an anonymous volume), as binds for the container that replaces it.
+pub(crate) fn inherited(old: &ContainerInspectResponse, service: &Service) -> Vec<String> {
+    let target = |bind: &String| bind.split(':').nth(1).map(str::to_string);
+    let mounted: Vec<String> = service.binds.iter().filter_map(target).collect();
+    old.mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.typ == Some(bollard::models::MountPointTypeEnum::VOLUME))
+        .filter_map(|m| Some((m.name.as_deref()?, m.destination.as_deref()?)))
+        .filter(|(_, dest)| !mounted.iter().any(|t| t == dest))
+        .filter(|(_, dest)| !service.more.tmpfs.contains_key(*dest))
+        .map(|(name, dest)| format!("{name}:{dest}:rw"))
+        .collect()
 }
 
 /// Stops a container and renames it out of the way, keeping it for rollback.

@@ -2,8 +2,12 @@
 //! or stopped through the Docker API, in dependency order, with compose's labels so that
 //! `docker-compose ps` shows them. Before any change the current container of each service is
 //! journaled; a replaced or stopped container is kept (stopped, renamed) so that rollback puts
-//! the very same container back.
+//! the very same container back. A stack `docker-compose up` started is adopted: its containers
+//! found by compose's labels, each left alone when its config is what runner would create
+//! (adopt.rs), its volumes used as they are.
 
+mod adopt;
+mod compare;
 pub(crate) mod dotenv;
 mod engine;
 pub(crate) mod interpolate;
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub(crate) use self::adopt::Live;
 use self::model::Project;
 use super::docker_build::{Recipe, Tags, build};
 use super::{Intent, StepCx, StepError, Undo};
@@ -75,6 +80,10 @@ struct Before {
 struct Previous {
     id: String,
     running: bool,
+    /// Its name, when it is not the service's `container` (docker compose v2 names it
+    /// `<project>-<service>-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 impl Compose {
@@ -292,9 +301,12 @@ impl Compose {
         Ok(order)
     }
 
+    /// The plan of the step; `live` is what `observe` read of the project's containers (with
+    /// `--refresh`), from which it says which containers it adopts and which it replaces.
     pub(crate) fn plan(
         &self,
         observed: &Observed,
+        live: Option<&Result<adopt::Live, String>>,
         workdir: &std::path::Path,
         down: bool,
     ) -> Intent {
@@ -345,6 +357,18 @@ impl Compose {
                 }
             }
         }
+        match live {
+            Some(Ok(live)) if !down => {
+                for line in order
+                    .iter()
+                    .filter_map(|n| adopt::foresee(live, &project, n))
+                {
+                    action.push_str(&format!("; {line}"));
+                }
+            }
+            Some(Err(why)) if !down => action.push_str(&format!("; containers not read: {why}")),
+            _ => {}
+        }
         for (name, profiles) in &project.disabled {
             action.push_str(&format!(
                 "; {name} is left out (profiles {} not enabled)",
@@ -359,6 +383,29 @@ impl Compose {
         intent
     }
 
+    /// Reads the project's containers and their images, for the plan (`--refresh`). The project
+    /// is named as the file on disk names it: a file rendered by an earlier step is not
+    /// written yet.
+    pub(crate) async fn observe(&self, workdir: &std::path::Path) -> Result<adopt::Live, String> {
+        let file = crate::fs::read_optional(&workdir.join(&self.file))
+            .ok()
+            .flatten();
+        let dotenv = crate::fs::read_optional(&workdir.join(&self.env_file))
+            .ok()
+            .flatten();
+        let loaded = file.and_then(|f| self.load(&f, dotenv.as_deref(), workdir).ok());
+        let name = match (loaded, &self.project) {
+            (Some((project, _)), _) => project.name,
+            (None, Some(p)) => model::normalize(p),
+            (None, None) => {
+                let dir = workdir.join(&self.file);
+                let dir = dir.parent().and_then(|d| d.file_name()).unwrap_or_default();
+                model::normalize(&dir.to_string_lossy())
+            }
+        };
+        adopt::observe(&name).await
+    }
+
     /// Records the container each selected service has now.
     pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Undo, StepError> {
         let (project, _) = self.read(cx)?;
@@ -368,8 +415,11 @@ impl Compose {
             .map_err(|e| format!("services {}: {e}", order.join(", ")))?;
         let mut services = Vec::new();
         for name in order {
-            let container = project.services[&name].container_name.clone();
-            let previous = engine::find(&docker, &container).await?.map(|c| Previous {
+            let service = &project.services[&name];
+            let container = service.container_name.clone();
+            let found = adopt::locate(&docker, &project.name, service).await?;
+            let previous = found.map(|c| Previous {
+                name: Some(adopt::name(&c).to_string()).filter(|n| *n != container),
                 id: c.id.unwrap_or_default(),
                 running: c.state.and_then(|s| s.running).unwrap_or(false),
             });
@@ -429,7 +479,10 @@ impl Compose {
                     continue; // `required: false`, and not in the file
                 };
                 if !order.contains(dep) {
-                    let container = &dependency.container_name;
+                    let found = adopt::locate(&docker, &project.name, dependency).await?;
+                    let container = found
+                        .as_ref()
+                        .map_or(&*dependency.container_name, adopt::name);
                     let deadline = Instant::now() + self.wait;
                     let completes = condition == "service_completed_successfully";
                     wait::wait_ready(&docker, dep, container, deadline, completes, cx)
@@ -467,48 +520,57 @@ impl Compose {
                     .map_err(in_service)?,
             };
             let hash = engine::config_hash(service, &image);
-            let existing = engine::find(&docker, &service.container_name).await?;
+            let existing = adopt::locate(&docker, &project.name, service).await?;
             let deadline = Instant::now() + self.wait;
+            let mut container = service.container_name.clone();
             let outcome = match existing {
-                Some(c) if engine::unchanged(&c, &hash) => "unchanged",
-                Some(c) => {
-                    let id = c.id.unwrap_or_default();
-                    cx.say(format!(
-                        "{name}: stopping {} to replace it",
-                        docker::short(&id)
-                    ));
-                    engine::keep(
-                        &docker,
-                        &id,
-                        &service.container_name,
-                        service.stop_grace_seconds,
-                    )
-                    .await
-                    .map_err(in_service)?;
-                    engine::create(&docker, &project, service, &hash)
-                        .await
-                        .map_err(in_service)?;
-                    "replaced"
-                }
                 None => {
-                    engine::create(&docker, &project, service, &hash)
+                    engine::create(&docker, &project, service, &hash, &[])
                         .await
                         .map_err(in_service)?;
                     "created"
+                }
+                Some(c) => {
+                    let image = docker.inspect_image(&image).await.map_err(|e| {
+                        in_service(format!("cannot inspect image `{image}`: {}", describe(&e)))
+                    })?;
+                    let old = adopt::name(&c).to_string();
+                    let id = c.id.clone().unwrap_or_default();
+                    match adopt::judge(&project, service, Some(&image), &c, true) {
+                        adopt::Verdict::Unchanged => {
+                            container = old;
+                            "unchanged"
+                        }
+                        adopt::Verdict::Adopted => {
+                            cx.say(format!(
+                                "{name}: adopting `{old}` ({}): its config is what runner would create",
+                                docker::short(&id)
+                            ));
+                            container = old;
+                            "adopted"
+                        }
+                        adopt::Verdict::Replaced(why) => {
+                            cx.say(format!(
+                                "{name}: stopping `{old}` ({}) to replace it: differs in {}",
+                                docker::short(&id),
+                                why.join(", ")
+                            ));
+                            engine::keep(&docker, &id, &old, service.stop_grace_seconds)
+                                .await
+                                .map_err(in_service)?;
+                            let inherited = engine::inherited(&c, service);
+                            engine::create(&docker, &project, service, &hash, &inherited)
+                                .await
+                                .map_err(in_service)?;
+                            "replaced"
+                        }
+                    }
                 }
             };
             let completes = project.services.values().any(|s| {
                 s.depends_on.get(name).map(String::as_str) == Some("service_completed_successfully")
             });
-            wait::wait_ready(
-                &docker,
-                name,
-                &service.container_name,
-                deadline,
-                completes,
-                cx,
-            )
-            .await?;
+            wait::wait_ready(&docker, name, &container, deadline, completes, cx).await?;
             cx.say(format!("{name}: {outcome}, ready"));
             outcomes.entry(outcome).or_default().push(name.clone());
         }
@@ -525,18 +587,13 @@ impl Compose {
         let mut stopped = Vec::new();
         for name in self.order(&project)?.iter().rev() {
             let service = &project.services[name];
-            if let Some(c) = engine::find(&docker, &service.container_name).await? {
-                let id = c.id.unwrap_or_default();
-                engine::keep(
-                    &docker,
-                    &id,
-                    &service.container_name,
-                    service.stop_grace_seconds,
-                )
-                .await?;
+            if let Some(c) = adopt::locate(&docker, &project.name, service).await? {
+                let id = c.id.clone().unwrap_or_default();
+                let old = adopt::name(&c);
+                engine::keep(&docker, &id, old, service.stop_grace_seconds).await?;
                 cx.say(format!(
                     "{name}: stopped, kept as {}",
-                    engine::kept_name(&service.container_name, &id)
+                    engine::kept_name(old, &id)
                 ));
                 stopped.push(name.clone());
             }
@@ -623,20 +680,17 @@ impl Containers {
                     docker::short(&previous.id)
                 )
             })?;
-            if kept.name.as_deref().map(|n| n.trim_start_matches('/'))
-                != Some(before.container.as_str())
-            {
-                let options = bollard::query_parameters::RenameContainerOptions {
-                    name: before.container.clone(),
-                };
+            let name = previous.name.as_ref().unwrap_or(&before.container);
+            if adopt::name(&kept) != name {
+                let options =
+                    bollard::query_parameters::RenameContainerOptions { name: name.clone() };
                 docker
                     .rename_container(&previous.id, options)
                     .await
                     .map_err(|e| {
                         format!(
-                            "cannot rename {} back to `{}`: {}",
+                            "cannot rename {} back to `{name}`: {}",
                             docker::short(&previous.id),
-                            before.container,
                             describe(&e)
                         )
                     })?;
@@ -653,10 +707,11 @@ impl Containers {
         let deadline = Instant::now() + Duration::from_millis(self.wait_ms);
         for before in &self.services {
             if restarted.contains(&before.service) {
+                let previous = before.previous.as_ref().and_then(|p| p.name.as_ref());
                 wait::wait_ready(
                     &docker,
                     &before.service,
-                    &before.container,
+                    previous.unwrap_or(&before.container),
                     deadline,
                     false,
                     cx,

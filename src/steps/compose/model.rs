@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-pub(crate) use self::service::Service;
+pub(crate) use self::service::{More, Service};
 use self::spec::{Bool, External, SERVICE_KEYS, TOP_KEYS};
 
 /// The interpolation variables.
@@ -163,7 +163,7 @@ pub(crate) fn load(
 }
 
 /// Compose's project-name rule: lowercase letters, digits, `-` and `_`.
-fn normalize(name: &str) -> String {
+pub(crate) fn normalize(name: &str) -> String {
     name.to_lowercase()
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')
