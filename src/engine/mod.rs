@@ -289,6 +289,8 @@ async fn run_step(
     figures: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Result<Option<serde_json::Value>, Stop>> {
     let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    // The emitter's own: with the values of sealed undo records, which it also redacts.
+    let secrets = run.emitter.secrets.clone();
     let run_id = run
         .dir
         .file_name()
@@ -307,6 +309,7 @@ async fn run_step(
             .and_then(|n| n.webhook.as_deref()),
         run_id: &run_id,
         figures,
+        secrets: &secrets,
     };
     let mut attempt = 1;
     loop {

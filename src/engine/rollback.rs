@@ -29,6 +29,7 @@ pub(crate) async fn roll_back(
             webhook: None,
             run_id: "",
             figures: &BTreeMap::new(),
+            secrets: &emitter.secrets,
         };
         match undo.apply(&cx).await {
             Ok(summary) => emitter.emit(Event::StepRolledBack {

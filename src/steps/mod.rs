@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Observed;
+use crate::secrets::Secrets;
 
 /// The kind names a playbook may use.
 pub(crate) const KINDS: &[&str] = &[
@@ -201,6 +202,8 @@ pub(crate) struct StepCx<'a> {
     pub(crate) run_id: &'a str,
     /// The figures of the steps of this run that succeeded before this one, by step id.
     pub(crate) figures: &'a BTreeMap<String, serde_json::Value>,
+    /// The values to redact from what the step shows before it is formatted (a command line).
+    pub(crate) secrets: &'a Secrets,
 }
 
 impl StepCx<'_> {
@@ -312,12 +315,18 @@ impl Action {
         }
     }
 
-    pub(crate) fn plan(&self, id: &str, observed: &Observed, workdir: &Path) -> Intent {
+    pub(crate) fn plan(
+        &self,
+        id: &str,
+        observed: &Observed,
+        workdir: &Path,
+        secrets: &Secrets,
+    ) -> Intent {
         match self {
             Action::Backup(s) => s.plan(observed),
             Action::Template(s) => s.plan(observed),
-            Action::Env(s) => s.plan(observed),
-            Action::Exec(s) => s.plan(),
+            Action::Env(s) => s.plan(observed, secrets),
+            Action::Exec(s) => s.plan(secrets),
             Action::Sql(s) => s.plan(observed.sql_history(id)),
             Action::PgWait(s) => s.plan(),
             Action::PgBackup(s) => s.plan(),
