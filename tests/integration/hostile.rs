@@ -63,17 +63,25 @@ fn a_closed_stdout_ends_quietly_and_a_run_goes_on() {
 #[test]
 fn a_recursive_partial_is_a_template_error_not_a_stack_overflow() {
     let p = Project::new();
-    p.write("pb.toml", PLAYBOOK).write(
-        "t.hbs",
-        "top\n{{#*inline \"p\"}}{{> p}}{{/inline}}{{> p}}\n",
+    p.write(
+        "pb.toml",
+        &PLAYBOOK.replace("name = \"pipes\"", "name = \"pipes\"\n\n[vars]\nn = \"p\""),
     );
-    let out = p.run(&["validate", "pb.toml"]).expect(2);
-    assert!(
-        out.stderr
-            .contains("includes partial `p` in itself (p → p)"),
-        "{}",
-        out.stderr
-    );
+    for (template, message) in [
+        (
+            "top\n{{#*inline \"p\"}}{{> p}}{{/inline}}{{> p}}\n",
+            "includes partial `p` in itself (p → p)",
+        ),
+        // Named by an expression, a partial could name itself only once rendered: refused.
+        (
+            "{{#*inline \"p\"}}{{> (lookup vars \"n\")}}{{/inline}}{{> p}}\n",
+            "names a partial by an expression (`lookup`)",
+        ),
+    ] {
+        p.write("t.hbs", template);
+        let out = p.run(&["validate", "pb.toml"]).expect(2);
+        assert!(out.stderr.contains(message), "{}", out.stderr);
+    }
 }
 
 #[test]
