@@ -149,11 +149,7 @@ impl Checker<'_> {
             return None;
         }
         self.no_secret_in_path(&path, field.span())?;
-        let what = match std::fs::metadata(self.workdir.join(&path)) {
-            Err(_) => return Some(path),
-            Ok(m) => crate::steps::files::kind(&m.file_type()),
-        };
-        match what {
+        match crate::steps::files::special(&self.workdir.join(&path)) {
             None => Some(path),
             Some(what) => {
                 self.problem(
@@ -269,10 +265,7 @@ impl Checker<'_> {
                 self.files.insert(path.to_string(), None);
                 return None;
             }
-            let special = std::fs::metadata(self.workdir.join(path))
-                .ok()
-                .and_then(|m| crate::steps::files::kind(&m.file_type()));
-            if let Some(what) = special {
+            if let Some(what) = crate::steps::files::special(&self.workdir.join(path)) {
                 self.problem(
                     span,
                     format!("`{path}` is {what}, not a regular file"),
@@ -614,7 +607,11 @@ fn read_env_file(
     key: &str,
     warnings: &mut Vec<String>,
 ) -> Result<String, String> {
-    let text = std::fs::read_to_string(workdir.join(file)).map_err(|e| e.to_string())?;
+    let path = workdir.join(file);
+    if let Some(what) = crate::steps::files::special(&path) {
+        return Err(format!("`{file}` is {what}, not a regular file"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut found = Vec::new();
     let mut vars =
         compose::dotenv::read(&text, &|_| None, &mut found).map_err(|e| e.to_string())?;

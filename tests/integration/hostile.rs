@@ -94,7 +94,10 @@ fn special_files_directories_and_empty_paths_are_refused_at_validate() {
         .unwrap();
     assert!(made.success());
     std::fs::create_dir(p.file("dir")).unwrap();
-    p.write("t.hbs", "x\n");
+    p.write("t.hbs", "x\n").write(
+        "compose.yml",
+        "services:\n  app:\n    image: runner-base:bookworm\n    env_file: fifo\n",
+    );
     let cases = [
         (
             "kind = \"backup\"\npaths = [\"fifo\"]",
@@ -123,6 +126,19 @@ fn special_files_directories_and_empty_paths_are_refused_at_validate() {
         (
             "kind = \"backup\"\npaths = [\"/dev/null\"]",
             "`/dev/null` is a device",
+        ),
+        // Files read to load the playbook, and a log the traffic gate follows.
+        (
+            "kind = \"template\"\ntemplate = \"t.hbs\"\ndest = \"out\"\n\n[secrets]\nS = { file = \"fifo\" }",
+            "`fifo` is a FIFO, not a regular file",
+        ),
+        (
+            "kind = \"compose_up\"\nfile = \"compose.yml\"\nproject = \"special\"",
+            "/fifo` is a FIFO, not a regular file",
+        ),
+        (
+            "kind = \"monitor\"\nwindow = \"60s\"\ninterval = \"10s\"\ntraffic = { access_log = \"fifo\" }",
+            "`fifo` is a FIFO, not a regular file",
         ),
     ];
     for (step, message) in cases {
