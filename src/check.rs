@@ -127,11 +127,7 @@ impl Checker<'_> {
             return None;
         }
         self.no_secret_in_path(&path, field.span())?;
-        let what = match std::fs::metadata(self.workdir.join(&path)) {
-            Err(_) => return Some(path),
-            Ok(m) => crate::fs::kind(&m.file_type()),
-        };
-        match what {
+        match crate::fs::special(&self.workdir.join(&path)) {
             None => Some(path),
             Some(what) => {
                 self.problem(
@@ -247,10 +243,7 @@ impl Checker<'_> {
                 self.files.insert(path.to_string(), None);
                 return None;
             }
-            let special = std::fs::metadata(self.workdir.join(path))
-                .ok()
-                .and_then(|m| crate::fs::kind(&m.file_type()));
-            if let Some(what) = special {
+            if let Some(what) = crate::fs::special(&self.workdir.join(path)) {
                 self.problem(
                     span,
                     format!("`{path}` is {what}, not a regular file"),

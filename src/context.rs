@@ -38,6 +38,8 @@ pub(crate) struct StepCx<'a> {
     pub(crate) run_id: &'a str,
     /// The figures of the steps of this run that succeeded before this one, by step id.
     pub(crate) figures: &'a BTreeMap<String, serde_json::Value>,
+    /// The values to redact from what the step shows before it is formatted (a command line).
+    pub(crate) secrets: &'a crate::secrets::Secrets,
 }
 
 impl StepCx<'_> {

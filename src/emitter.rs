@@ -56,6 +56,10 @@ impl<'r> Emitter<'r> {
 }
 
 impl Sink for Emitter<'_> {
+    fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     fn emit(&mut self, event: Event) -> Result<()> {
         let event = self.redacted(event);
         if let Event::StepProgress { .. } = event {

@@ -18,7 +18,13 @@ pub(crate) fn quote(value: &str) -> String {
     if !value.contains(['\\', '\n', '\r']) {
         return format!("'{}'", value.replace('\'', "\\'"));
     }
-    let mut out = String::from('"');
+    format!("\"{}\"", escape_double(value))
+}
+
+/// The inside of a double-quoted value: `\\`, `\"`, `\n`, `\r`, and `\$` where `$` would
+/// start a reference.
+pub(crate) fn escape_double(value: &str) -> String {
+    let mut out = String::new();
     let mut chars = value.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -35,6 +41,5 @@ pub(crate) fn quote(value: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('"');
     out
 }

@@ -114,6 +114,12 @@ pub(crate) fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// What `path` holds when something is there that is not a regular file ("a FIFO", ...):
+/// reading a FIFO would wait forever.
+pub(crate) fn special(path: &Path) -> Option<&'static str> {
+    kind(&fs::metadata(path).ok()?.file_type())
+}
+
 /// What a path holds when it is not a regular file ("a directory", "a FIFO", ...).
 pub(crate) fn kind(file_type: &std::fs::FileType) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;

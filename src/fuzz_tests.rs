@@ -50,7 +50,7 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
-/// A value written the way a person writes one in a .env file (read back by dotenvy).
+/// A value written the way a person writes one in a .env file (read back as Compose reads it).
 fn written(value: &str, style: u8) -> Option<String> {
     match style % 3 {
         0 if value

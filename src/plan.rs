@@ -111,7 +111,9 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
         .steps
         .iter()
         .map(|step| {
-            let mut intent = step.action.plan(&step.id, &state, &playbook.workdir);
+            let mut intent =
+                step.action
+                    .plan(&step.id, &state, &playbook.workdir, &playbook.secrets);
             let expects = expectations(playbook, step, &state);
             if let Some((path, content)) = intent.writes.take() {
                 state.files.insert(path, Some(content));
@@ -122,7 +124,7 @@ pub(crate) fn plan(playbook: &Playbook, observed: &Observed) -> Plan {
                 description: step.description.as_deref().map(redact),
                 action: redact(&intent.action),
                 changes: intent.changes,
-                rollback: redact(&step.rollback_text()),
+                rollback: redact(&step.rollback_text(&playbook.secrets)),
                 irreversible: matches!(step.rollback, Rollback::None { .. }),
                 timeout: step
                     .timeout

@@ -81,6 +81,9 @@ fn renderings(value: &str) -> Vec<String> {
         forms.push(written[1..written.len() - 1].to_string());
         forms.push(written);
     }
+    // Inside a longer value that a `.env` file double-quotes (after `C:\`), a secret it would
+    // leave bare or single-quote alone.
+    forms.push(crate::env_value::escape_double(value));
     if value.contains('\n') {
         forms.extend(
             value

@@ -90,13 +90,9 @@ impl Renderer {
     }
 
     fn render(&self, text: &str, name: &str) -> Result<String, Failure> {
-        if let Some(cycle) = partial_cycle(text) {
+        if let Some(message) = recursion(text, name) {
             return Err(Failure {
-                message: format!(
-                    "{name} includes partial `{}` in itself ({}): a partial cannot recurse",
-                    cycle[0],
-                    cycle.join(" → ")
-                ),
+                message,
                 label: "here".into(),
                 line: 1,
                 column: 1,
@@ -137,14 +133,23 @@ impl Renderer {
     }
 }
 
-/// A chain of inline partials that includes itself (`a → b → a`), if the template has one.
-/// handlebars has no recursion limit: such a template would overflow the stack.
-fn partial_cycle(text: &str) -> Option<Vec<String>> {
+/// Why the template `name` could recurse, if it could: a chain of inline partials that includes
+/// itself (`a → b → a`), or a partial named by an expression, which could name any partial,
+/// itself included, once rendered. handlebars has no recursion limit: such a template would
+/// overflow the stack. A name written out is all a template needs to include a partial.
+fn recursion(text: &str, name: &str) -> Option<String> {
     use std::collections::BTreeMap;
     let template = handlebars::Template::compile(text).ok()?;
     // The partials each inline partial's body includes ("" is the template itself).
     let mut includes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    collect(&template, "", &mut includes);
+    let mut dynamic = None;
+    collect(&template, "", &mut includes, &mut dynamic);
+    if let Some(helper) = dynamic {
+        return Some(format!(
+            "{name} names a partial by an expression (`{helper}`): write the partial's name out, \
+             so that a partial that includes itself is found before it renders"
+        ));
+    }
     fn visit(
         at: &str,
         includes: &BTreeMap<String, Vec<String>>,
@@ -164,15 +169,21 @@ fn partial_cycle(text: &str) -> Option<Vec<String>> {
         }
         None
     }
-    visit("", &includes, &mut Vec::new())
+    let cycle = visit("", &includes, &mut Vec::new())?;
+    Some(format!(
+        "{name} includes partial `{}` in itself ({}): a partial cannot recurse",
+        cycle[0],
+        cycle.join(" → ")
+    ))
 }
 
 /// Records, under `owner`, the partials `template` includes, and each inline partial it defines
-/// under its own name.
+/// under its own name; in `dynamic`, the helper of the first partial named by an expression.
 fn collect(
     template: &handlebars::Template,
     owner: &str,
     includes: &mut std::collections::BTreeMap<String, Vec<String>>,
+    dynamic: &mut Option<String>,
 ) {
     use handlebars::template::{Parameter, TemplateElement};
     let name = |p: &Parameter| match p {
@@ -185,25 +196,36 @@ fn collect(
                 if let (Some(defined), Some(body)) = (d.params.first().and_then(name), &d.template)
                 {
                     includes.entry(defined.clone()).or_default();
-                    collect(body, &defined, includes);
+                    collect(body, &defined, includes, dynamic);
                 }
             }
             TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
-                if let Some(target) = name(&d.name) {
-                    includes.entry(owner.to_string()).or_default().push(target);
+                match &d.name {
+                    Parameter::Subexpression(s) => {
+                        let helper = match s.as_element() {
+                            TemplateElement::Expression(h) => h.name.as_name(),
+                            _ => None,
+                        };
+                        dynamic.get_or_insert_with(|| helper.unwrap_or("(…)").to_string());
+                    }
+                    other => {
+                        if let Some(target) = name(other) {
+                            includes.entry(owner.to_string()).or_default().push(target);
+                        }
+                    }
                 }
                 if let Some(body) = &d.template {
-                    collect(body, owner, includes);
+                    collect(body, owner, includes, dynamic);
                 }
             }
             TemplateElement::HelperBlock(h) => {
                 for body in [&h.template, &h.inverse].into_iter().flatten() {
-                    collect(body, owner, includes);
+                    collect(body, owner, includes, dynamic);
                 }
             }
             TemplateElement::DecoratorBlock(d) => {
                 if let Some(body) = &d.template {
-                    collect(body, owner, includes);
+                    collect(body, owner, includes, dynamic);
                 }
             }
             _ => {}

@@ -17,6 +17,7 @@ use crate::event::{Event, RunStatus, StoredUndo};
 use crate::fingerprint::InputRole;
 use crate::plan::{Plan, PlannedStep};
 use crate::playbook::{OnFailure, Playbook};
+use crate::secrets::Secrets;
 use crate::steps::{Done, Rollback, Step, StepError, Undo};
 
 /// The longest wait between two attempts of a step.
@@ -30,6 +31,10 @@ pub(crate) trait Sink {
 
     /// The form an undo record of step `step` is journaled in.
     fn store(&self, run_dir: &Path, step: &str, undo: &Undo) -> Result<StoredUndo>;
+
+    /// The values the sink redacts (the playbook's secrets and those of sealed undo records):
+    /// a step redacts them from what it formats before formatting changes how they read.
+    fn secrets(&self) -> &Secrets;
 
     /// The run ends with `status`, stopped by step `failed` if it did not succeed; said before
     /// `RunFinished` is emitted.
@@ -227,6 +232,8 @@ async fn run_step<S: Sink>(
     figures: &BTreeMap<String, serde_json::Value>,
 ) -> Result<Result<Option<serde_json::Value>, Stop>> {
     let (progress, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    // The emitter's own: with the values of sealed undo records, which it also redacts.
+    let secrets = run.sink.secrets().clone();
     let run_id = run
         .dir
         .file_name()
@@ -245,6 +252,7 @@ async fn run_step<S: Sink>(
             .and_then(|n| n.webhook.as_deref()),
         run_id: &run_id,
         figures,
+        secrets: &secrets,
     };
     let mut attempt = 1;
     loop {

@@ -20,6 +20,7 @@ pub(crate) async fn roll_back(
     sink.emit(Event::RollbackStarted {
         steps: pending.len(),
     })?;
+    let secrets = sink.secrets().clone();
     for (step, undo) in pending {
         let started = Instant::now();
         let (progress, _discarded) = tokio::sync::mpsc::unbounded_channel();
@@ -31,6 +32,7 @@ pub(crate) async fn roll_back(
             webhook: None,
             run_id: "",
             figures: &BTreeMap::new(),
+            secrets: &secrets,
         };
         match undo.apply(&cx).await {
             Ok(summary) => sink.emit(Event::StepRolledBack {

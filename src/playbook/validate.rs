@@ -278,7 +278,11 @@ fn read_env_file(
     key: &str,
     warnings: &mut Vec<String>,
 ) -> Result<String, String> {
-    let text = std::fs::read_to_string(workdir.join(file)).map_err(|e| e.to_string())?;
+    let path = workdir.join(file);
+    if let Some(what) = crate::fs::special(&path) {
+        return Err(format!("`{file}` is {what}, not a regular file"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut found = Vec::new();
     let mut vars =
         compose::dotenv::read(&text, &|_| None, &mut found).map_err(|e| e.to_string())?;

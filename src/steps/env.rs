@@ -12,6 +12,7 @@ use super::{Intent, StepCx, StepError};
 use crate::check::{Checker, Scalar};
 use crate::env_value::quote;
 use crate::fingerprint::diff;
+use crate::secrets::Secrets;
 use crate::steps::Observed;
 
 #[derive(Deserialize)]
@@ -55,7 +56,7 @@ impl Env {
         (ok && !set.is_empty()).then_some(Env { file: file?, set })
     }
 
-    pub(crate) fn plan(&self, observed: &Observed) -> Intent {
+    pub(crate) fn plan(&self, observed: &Observed, secrets: &Secrets) -> Intent {
         let current = observed.current(&self.file);
         let text = current.map(String::from_utf8_lossy).unwrap_or_default();
         let keys: Vec<&str> = self.set.keys().map(String::as_str).collect();
@@ -72,11 +73,32 @@ impl Env {
         Intent {
             action,
             changes,
-            diff: changes.then(|| diff(&self.file, current, edited.as_bytes())),
+            diff: changes.then(|| {
+                self.shown_diff(current, &text, secrets)
+                    .unwrap_or_else(|| diff(&self.file, current, edited.as_bytes()))
+            }),
             refusal: None,
             writes: Some((self.file.clone(), edited.into_bytes())),
             compose: None,
         }
+    }
+
+    /// The diff as shown: each value is redacted before it is quoted into its line, since
+    /// the quoting depends on the whole value (after `C:\\`, a secret's `$` reads `\$`) and
+    /// no search for the secret finds it then. `None` if the redacted file cannot be edited.
+    fn shown_diff(&self, current: Option<&[u8]>, text: &str, secrets: &Secrets) -> Option<String> {
+        let before = secrets.redact(text);
+        let set = self
+            .set
+            .iter()
+            .map(|(k, v)| (k.clone(), secrets.redact(v)))
+            .collect();
+        let after = edit(&before, &set).ok()?;
+        Some(diff(
+            &self.file,
+            current.map(|_| before.as_bytes()),
+            after.as_bytes(),
+        ))
     }
 
     fn unreadable(&self, e: &dotenv::Error) -> String {

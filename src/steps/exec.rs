@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
 use crate::check::{Checker, Scalar};
+use crate::secrets::Secrets;
 
 /// How many trailing output lines a failure message quotes.
 const TAIL_LINES: usize = 20;
@@ -45,9 +46,9 @@ impl Exec {
         })
     }
 
-    pub(crate) fn plan(&self) -> Intent {
+    pub(crate) fn plan(&self, secrets: &Secrets) -> Intent {
         Intent {
-            action: format!("run {}", self.command.describe()),
+            action: format!("run {}", self.command.describe(secrets)),
             changes: true,
             diff: None,
             refusal: None,
@@ -99,13 +100,16 @@ impl Command {
         })
     }
 
-    /// The command line as a shell would read it.
-    pub(crate) fn describe(&self) -> String {
-        let line = shlex::try_join(self.argv.iter().map(String::as_str))
-            .unwrap_or_else(|_| self.argv.join(" "));
+    /// The command line as a shell would read it, each secret in it redacted. Each argument
+    /// is redacted before the line is quoted: quoting a whole argument changes how a secret
+    /// inside it reads (`'--pw=a$HOME'"\\b"...`), which no search for the secret then finds.
+    pub(crate) fn describe(&self, secrets: &Secrets) -> String {
+        let argv: Vec<String> = self.argv.iter().map(|a| secrets.redact(a)).collect();
+        let line =
+            shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
         let mut out = format!("`{line}`");
         if let Some(dir) = &self.dir {
-            out.push_str(&format!(" in `{dir}`"));
+            out.push_str(&format!(" in `{}`", secrets.redact(dir)));
         }
         if !self.env.is_empty() {
             let names: Vec<&str> = self.env.keys().map(String::as_str).collect();
@@ -173,9 +177,9 @@ impl Command {
             cx.child_exited(pid);
         }
         if status.success() {
-            return Ok(format!("{} exited 0", self.describe()));
+            return Ok(format!("{} exited 0", self.describe(cx.secrets)));
         }
-        let mut message = format!("{} failed ({status})", self.describe());
+        let mut message = format!("{} failed ({status})", self.describe(cx.secrets));
         if !tail.is_empty() {
             message.push_str("; last output:");
             for line in tail {

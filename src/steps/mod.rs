@@ -270,12 +270,18 @@ impl Action {
         }
     }
 
-    pub(crate) fn plan(&self, id: &str, observed: &Observed, workdir: &Path) -> Intent {
+    pub(crate) fn plan(
+        &self,
+        id: &str,
+        observed: &Observed,
+        workdir: &Path,
+        secrets: &crate::secrets::Secrets,
+    ) -> Intent {
         match self {
             Action::Backup(s) => s.plan(observed),
             Action::Template(s) => s.plan(observed),
-            Action::Env(s) => s.plan(observed),
-            Action::Exec(s) => s.plan(),
+            Action::Env(s) => s.plan(observed, secrets),
+            Action::Exec(s) => s.plan(secrets),
             Action::Sql(s) => s.plan(observed.sql_history(id)),
             Action::PgWait(s) => s.plan(),
             Action::PgBackup(s) => s.plan(),

@@ -435,6 +435,7 @@ mod tests {
             webhook: None,
             run_id: "test",
             figures: &figures,
+            secrets: &crate::secrets::Secrets::default(),
         };
         let outcome = m.apply(&cx).await;
         drop(cx);

@@ -28,15 +28,15 @@ pub(crate) enum Rollback {
 }
 
 impl Step {
-    /// What undoing the step does, in words.
-    pub(crate) fn rollback_text(&self) -> String {
+    /// What undoing the step does, in words, secrets redacted.
+    pub(crate) fn rollback_text(&self, secrets: &crate::secrets::Secrets) -> String {
         match &self.rollback {
             Rollback::Default => match self.action.default_rollback() {
                 DefaultRollback::Does(text) => text.to_string(),
                 DefaultRollback::Required => "none".to_string(),
             },
             Rollback::None { reason } => format!("none: {reason}"),
-            Rollback::Command(c) => format!("run {}", c.describe()),
+            Rollback::Command(c) => format!("run {}", c.describe(secrets)),
         }
     }
 }

@@ -63,17 +63,25 @@ fn a_closed_stdout_ends_quietly_and_a_run_goes_on() {
 #[test]
 fn a_recursive_partial_is_a_template_error_not_a_stack_overflow() {
     let p = Project::new();
-    p.write("pb.toml", PLAYBOOK).write(
-        "t.hbs",
-        "top\n{{#*inline \"p\"}}{{> p}}{{/inline}}{{> p}}\n",
+    p.write(
+        "pb.toml",
+        &PLAYBOOK.replace("name = \"pipes\"", "name = \"pipes\"\n\n[vars]\nn = \"p\""),
     );
-    let out = p.run(&["validate", "pb.toml"]).expect(2);
-    assert!(
-        out.stderr
-            .contains("includes partial `p` in itself (p → p)"),
-        "{}",
-        out.stderr
-    );
+    for (template, message) in [
+        (
+            "top\n{{#*inline \"p\"}}{{> p}}{{/inline}}{{> p}}\n",
+            "includes partial `p` in itself (p → p)",
+        ),
+        // Named by an expression, a partial could name itself only once rendered: refused.
+        (
+            "{{#*inline \"p\"}}{{> (lookup vars \"n\")}}{{/inline}}{{> p}}\n",
+            "names a partial by an expression (`lookup`)",
+        ),
+    ] {
+        p.write("t.hbs", template);
+        let out = p.run(&["validate", "pb.toml"]).expect(2);
+        assert!(out.stderr.contains(message), "{}", out.stderr);
+    }
 }
 
 #[test]
@@ -86,7 +94,10 @@ fn special_files_directories_and_empty_paths_are_refused_at_validate() {
         .unwrap();
     assert!(made.success());
     std::fs::create_dir(p.file("dir")).unwrap();
-    p.write("t.hbs", "x\n");
+    p.write("t.hbs", "x\n").write(
+        "compose.yml",
+        "services:\n  app:\n    image: runner-base:bookworm\n    env_file: fifo\n",
+    );
     let cases = [
         (
             "kind = \"backup\"\npaths = [\"fifo\"]",
@@ -115,6 +126,19 @@ fn special_files_directories_and_empty_paths_are_refused_at_validate() {
         (
             "kind = \"backup\"\npaths = [\"/dev/null\"]",
             "`/dev/null` is a device",
+        ),
+        // Files read to load the playbook, and a log the traffic gate follows.
+        (
+            "kind = \"template\"\ntemplate = \"t.hbs\"\ndest = \"out\"\n\n[secrets]\nS = { file = \"fifo\" }",
+            "`fifo` is a FIFO, not a regular file",
+        ),
+        (
+            "kind = \"compose_up\"\nfile = \"compose.yml\"\nproject = \"special\"",
+            "/fifo` is a FIFO, not a regular file",
+        ),
+        (
+            "kind = \"monitor\"\nwindow = \"60s\"\ninterval = \"10s\"\ntraffic = { access_log = \"fifo\" }",
+            "`fifo` is a FIFO, not a regular file",
         ),
     ];
     for (step, message) in cases {

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{Project, finish, fresh_database, serve, service};
 
-/// The shapes: plain, quotes, `$` and `\`, spaces and `%`, non-ASCII, multi-line, 8 characters.
+/// The shapes: plain, quotes, `$` and `\`, `$` alone (a `.env` file quotes it alone otherwise
+/// than after a `\`), spaces and `%`, non-ASCII, multi-line, 8 characters.
 const SHAPES: &[(&str, &str)] = &[
     ("plain", "PlainSentinel4711"),
     ("quotes", "it's \"quoted\" 'twice'"),
     ("dollar", "a$HOME\\b$1\\n`id`"),
+    ("bare-dollar", "no$backslash$HOME"),
     ("spaces", "with space %41 100%"),
     ("unicode", "pässwörd✓日本🔑"),
     (
@@ -48,6 +50,19 @@ fn forms(secret: &str) -> Vec<String> {
         forms.extend(secret.lines().map(str::to_string));
     }
     forms.extend(dotenv_forms(secret));
+    // After a prefix, the secret is quoted as part of a larger value (an argument, a `.env`
+    // value), where it shows neither as it is nor quoted alone.
+    for placed in [
+        format!("--pw={secret}"),
+        format!("redis://:{secret}@h"),
+        format!("C:\\{secret}"),
+    ] {
+        let quoted = shlex::try_quote(&placed).unwrap().into_owned();
+        let json = serde_json::to_string(&quoted).unwrap();
+        forms.push(json[1..json.len() - 1].to_string());
+        forms.push(quoted);
+        forms.extend(dotenv_forms(&placed));
+    }
     forms
 }
 
@@ -90,9 +105,9 @@ H = {{ env = "SENTINEL_LINE" }}
 [[steps]]
 id = "argv"
 kind = "exec"
-command = ["sh", "-c", "printf 'arg %s\n' \"$1\"; printf 'env %s\n' \"$S\"; printf %s \"$S\" | base64 -w0; echo", "sh", "{{{{secrets.S}}}}"]
-env = {{ S = "{{{{secrets.S}}}}" }}
-rollback = {{ command = ["sh", "-c", "printf 'undo %s\n' \"$1\"", "sh", "{{{{secrets.S}}}}"] }}
+command = ["sh", "-c", "printf 'arg %s\n' \"$1\"; printf 'env %s\n' \"$S\"; printf %s \"$S\" | base64 -w0; echo", "sh", "{{{{secrets.S}}}}", "--pw={{{{secrets.S}}}}", "redis://:{{{{secrets.S}}}}@h"]
+env = {{ S = "{{{{secrets.S}}}}", PREFIXED = "--pw={{{{secrets.S}}}}" }}
+rollback = {{ command = ["sh", "-c", "printf 'undo %s\n' \"$1\"", "sh", "{{{{secrets.S}}}}", "--pw={{{{secrets.S}}}}"] }}
 
 [[steps]]
 id = "render"
@@ -104,7 +119,7 @@ dest = "deploy/app.conf"
 id = "env"
 kind = "env"
 file = "deploy/.env"
-set = {{ TOKEN = "{{{{secrets.S}}}}", GREETING = "{{{{vars.greeting}}}}" }}
+set = {{ TOKEN = "{{{{secrets.S}}}}", GREETING = "{{{{vars.greeting}}}}", WIN = 'C:\\{{{{secrets.S}}}}' }}
 
 [[steps]]
 id = "schema"

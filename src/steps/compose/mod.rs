@@ -189,6 +189,12 @@ impl Compose {
                 for w in project.warnings {
                     cx.warn(w);
                 }
+                for (name, service) in &project.services {
+                    if let Some(special) = service.special_env_file() {
+                        let why = format!("service `{name}`: {special}");
+                        cx.problem(field.clone(), why, "this compose file");
+                    }
+                }
             }
             Err(why) => {
                 let why = cx.redact(&why);

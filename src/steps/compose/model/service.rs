@@ -350,10 +350,25 @@ pub(crate) fn resolve(
 }
 
 impl Service {
+    /// Why one of the service's `env_file`s cannot be read, if something is there that is not a
+    /// regular file (reading a FIFO would wait forever).
+    pub(crate) fn special_env_file(&self) -> Option<String> {
+        self.env_files.iter().find_map(|file| {
+            let what = crate::fs::special(&file.path)?;
+            Some(format!(
+                "env_file `{}` is {what}, not a regular file",
+                file.path.display()
+            ))
+        })
+    }
+
     /// Adds the variables of the service's `env_file`s (its `environment` wins over them);
     /// their values refer to the project's `vars`, then to the `environment`, as in compose.
     /// A missing file that is not `required` is passed over. Returns compose's warnings.
     pub(crate) fn read_env_files(&mut self, vars: &Vars) -> Result<Vec<String>, String> {
+        if let Some(special) = self.special_env_file() {
+            return Err(special);
+        }
         let mut warnings = Vec::new();
         let mut read: Vars = self.env.clone().into_iter().collect();
         for file in &self.env_files {
