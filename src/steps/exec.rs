@@ -141,7 +141,8 @@ impl Command {
             cx.child(group.pid, group.started);
             group
         });
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        // Bounded: a command that prints faster than its lines are handled waits for them.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
         for stream in [
             child
                 .stdout
@@ -159,12 +160,24 @@ impl Command {
         }
         drop(tx);
         let mut tail = VecDeque::with_capacity(TAIL_LINES);
+        let (mut shown, mut hidden) = (Shown::default(), Shown::default());
         while let Some(line) = rx.recv().await {
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
             tail.push_back(line.clone());
-            cx.say(line);
+            if shown.lines < MAX_SHOWN_LINES && shown.bytes + line.len() <= MAX_SHOWN_BYTES {
+                shown.add(&line);
+                cx.say(line);
+            } else {
+                hidden.add(&line);
+            }
+        }
+        if hidden.lines > 0 {
+            cx.say(format!(
+                "[{} more line(s) of output, {} byte(s), not shown; the last {TAIL_LINES} are quoted if the command fails]",
+                hidden.lines, hidden.bytes
+            ));
         }
         let status = child.wait().await.map_err(StepError::io(format!(
             "could not wait for `{}`",
@@ -194,11 +207,30 @@ impl Command {
 /// The longest output line shown; the rest of a longer line is dropped (and said so).
 const MAX_LINE: usize = 64 * 1024;
 
+/// How much of a command's output is shown in all: past either bound, lines are counted, not
+/// shown (a command that prints without end would fill the terminal and the run's report).
+const MAX_SHOWN_LINES: usize = 10_000;
+const MAX_SHOWN_BYTES: usize = 4 * 1024 * 1024;
+
+/// Lines of output and their bytes.
+#[derive(Default)]
+struct Shown {
+    lines: usize,
+    bytes: usize,
+}
+
+impl Shown {
+    fn add(&mut self, line: &str) {
+        self.lines += 1;
+        self.bytes += line.len();
+    }
+}
+
 /// Sends each line of `stream` as text: bytes that are not UTF-8 shown lossily, a line longer
 /// than [`MAX_LINE`] cut. The stream is read to its end, so the command never meets a closed pipe.
 async fn read_lines(
     stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    tx: tokio::sync::mpsc::Sender<String>,
 ) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
@@ -218,20 +250,21 @@ async fn read_lines(
         cut += body.saturating_sub(room);
         reader.consume(take);
         if end {
-            send_line(&tx, &mut line, &mut cut);
+            send_line(&tx, &mut line, &mut cut).await;
         }
     }
     if !line.is_empty() || cut > 0 {
-        send_line(&tx, &mut line, &mut cut);
+        send_line(&tx, &mut line, &mut cut).await;
     }
 }
 
-fn send_line(tx: &tokio::sync::mpsc::UnboundedSender<String>, line: &mut Vec<u8>, cut: &mut usize) {
+async fn send_line(tx: &tokio::sync::mpsc::Sender<String>, line: &mut Vec<u8>, cut: &mut usize) {
     let mut text = String::from_utf8_lossy(line).into_owned();
     if *cut > 0 {
         text.push_str(&format!(" [{} more byte(s) of this line not shown]", *cut));
     }
-    let _ = tx.send(text);
+    // The receiver is gone only when the step ends; the rest is read and dropped.
+    let _ = tx.send(text).await;
     line.clear();
     *cut = 0;
 }

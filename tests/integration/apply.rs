@@ -551,3 +551,41 @@ reason = "prints only"
     eprintln!("peak RSS of the runner with a 200 MB output line: {peak_mb} MB");
     assert!(peak_mb < 100, "a 200 MB line took {peak_mb} MB");
 }
+
+/// A command that prints 50,000 lines: 10,000 are shown (`-v` shows every line), the rest
+/// counted, the step succeeds; if it fails, its last lines are quoted all the same.
+#[test]
+fn command_output_is_bounded_in_total() {
+    let extra = r#"
+[[steps]]
+id = "chatty"
+kind = "exec"
+command = ["sh", "-c", "seq -f 'line %g' 1 50000"]
+rollback = "none"
+reason = "prints only"
+
+[[steps]]
+id = "chatty-fails"
+kind = "exec"
+command = ["sh", "-c", "seq -f 'failing %g' 1 20000; exit 3"]
+rollback = "none"
+reason = "prints only"
+"#;
+    let p = project(extra);
+    let run = p.run(&["-v", "apply", "pb.toml", "--yes"]).expect(4);
+    let shown = run.stdout.matches("line ").count();
+    assert!(
+        run.stdout.contains("line 10000\n") && !run.stdout.contains("line 10001\n"),
+        "the first 10,000 lines are shown ({shown} are)"
+    );
+    assert!(
+        run.stdout
+            .contains("[40000 more line(s) of output, 400000 byte(s), not shown;"),
+        "{}",
+        &run.stdout[run.stdout.len().saturating_sub(2000)..]
+    );
+    assert!(
+        run.stdout.contains("failing 20000"),
+        "the failure quotes the last lines"
+    );
+}
