@@ -361,7 +361,7 @@ fn step(
     let action = match Kind::parse(common.kind.get_ref()) {
         Some(kind) => action(kind, kind_fields, cx, &what, earlier),
         None => {
-            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+            let names: Vec<&str> = Kind::all().map(Kind::name).collect();
             cx.problems.push(
                 cx.source
                     .problem(

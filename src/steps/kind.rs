@@ -1,8 +1,12 @@
 //! The step kinds by name: a playbook's `kind` is parsed into one once, and plans, events and
 //! messages name it back.
 
-/// What kind of step a step is; `Action` holds the kind's fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What kind of step a step is; `Action` holds the kind's fields. Adding a variant is all
+/// its name takes: strum derives the list of kinds and the names (snake_case) from it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr, strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
 pub(crate) enum Kind {
     Backup,
     Template,
@@ -27,56 +31,18 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Every kind, in the order an unknown kind's diagnostic lists them.
-    pub(crate) const ALL: [Kind; 19] = [
-        Kind::Backup,
-        Kind::Template,
-        Kind::Env,
-        Kind::Exec,
-        Kind::Sql,
-        Kind::PgWait,
-        Kind::PgBackup,
-        Kind::RedisBackup,
-        Kind::Preflight,
-        Kind::DockerBuild,
-        Kind::ComposeUp,
-        Kind::ComposeDown,
-        Kind::LbSwitch,
-        Kind::DockerPrune,
-        Kind::HttpCheck,
-        Kind::Notify,
-        Kind::Monitor,
-        Kind::Verify,
-        Kind::Migrate,
-    ];
+    pub(crate) fn all() -> impl Iterator<Item = Kind> {
+        <Kind as strum::IntoEnumIterator>::iter()
+    }
 
     /// The name a playbook gives the kind.
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::Backup => "backup",
-            Kind::Template => "template",
-            Kind::Env => "env",
-            Kind::Exec => "exec",
-            Kind::Sql => "sql",
-            Kind::PgWait => "pg_wait",
-            Kind::PgBackup => "pg_backup",
-            Kind::RedisBackup => "redis_backup",
-            Kind::Preflight => "preflight",
-            Kind::DockerBuild => "docker_build",
-            Kind::ComposeUp => "compose_up",
-            Kind::ComposeDown => "compose_down",
-            Kind::LbSwitch => "lb_switch",
-            Kind::DockerPrune => "docker_prune",
-            Kind::HttpCheck => "http_check",
-            Kind::Notify => "notify",
-            Kind::Monitor => "monitor",
-            Kind::Verify => "verify",
-            Kind::Migrate => "migrate",
-        }
+        self.into()
     }
 
     /// The kind a playbook names, if there is one by that name.
     pub(crate) fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+        name.parse().ok()
     }
 }
 
@@ -85,11 +51,14 @@ mod tests {
     use super::Kind;
 
     #[test]
-    fn every_kind_is_listed_once_and_parses_back_from_its_name() {
-        for (i, kind) in Kind::ALL.into_iter().enumerate() {
-            assert_eq!(Kind::ALL.iter().position(|k| *k == kind), Some(i));
+    fn every_kind_parses_back_from_its_name() {
+        let names: Vec<&str> = Kind::all().map(Kind::name).collect();
+        assert_eq!(names.len(), 19);
+        assert!(names.contains(&"pg_wait") && names.contains(&"http_check"));
+        for kind in Kind::all() {
             assert_eq!(Kind::parse(kind.name()), Some(kind));
         }
         assert_eq!(Kind::parse("compose"), None);
+        assert_eq!(Kind::parse("Backup"), None);
     }
 }
