@@ -323,6 +323,48 @@ fn expand_escapes(value: &str) -> String {
         .into_owned()
 }
 
+/// What docker-compose (v1.29, on PATH) reads for `keys` from the `.env` text: each key's
+/// value as `docker-compose config` shows it (`None`: not there), read with a cleared
+/// environment, since docker-compose lets its own environment override the `.env`.
+#[cfg(test)]
+pub(crate) fn docker_compose_reads<'k>(
+    env: &str,
+    keys: impl Iterator<Item = &'k String>,
+) -> std::collections::BTreeMap<String, Option<String>> {
+    let keys: Vec<&String> = keys.collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), env).unwrap();
+    let listed: String = keys
+        .iter()
+        .map(|k| format!("      {k}: \"${{{k}}}\"\n"))
+        .collect();
+    let compose = format!("services:\n  app:\n    image: busybox\n    environment:\n{listed}");
+    std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
+    let output = std::process::Command::new("docker-compose")
+        .arg("config")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("docker-compose (v1.29) is on PATH");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config: serde_yaml::Value = serde_yaml::from_slice(&output.stdout).unwrap();
+    let seen = &config["services"]["app"]["environment"];
+    keys.into_iter()
+        // `config` prints each `$` as `$$`.
+        .map(|k| {
+            (
+                k.clone(),
+                seen[k.as_str()].as_str().map(|s| s.replace("$$", "$")),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[path = "dotenv_tests.rs"]
 mod tests;
