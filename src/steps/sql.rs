@@ -56,6 +56,15 @@ struct SqlFile {
     down: Option<PathBuf>,
 }
 
+impl SqlFile {
+    fn applied(&self) -> AppliedFile {
+        AppliedFile {
+            name: self.name.clone(),
+            down: self.down.clone(),
+        }
+    }
+}
+
 /// The history table, as a checked `schema.table`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub(crate) struct History {
@@ -279,20 +288,17 @@ impl Sql {
         let client = self.target.connect_utf8(self.connect_within).await?;
         let rows = read_history(&client, &self.history).await?;
         let (pending, _) = self.pending(&rows);
-        Ok((!pending.is_empty()).then(|| {
-            Undo::Sql(Applied {
-                url: self.url.clone(),
-                history: self.history.clone(),
-                settings: self.settings.clone(),
-                files: pending
-                    .into_iter()
-                    .map(|f| AppliedFile {
-                        name: f.name.clone(),
-                        down: f.down.clone(),
-                    })
-                    .collect(),
-            })
-        }))
+        Ok((!pending.is_empty()).then(|| Undo::Sql(self.applied(pending))))
+    }
+
+    /// The undo record of `files` of this step.
+    fn applied<'f>(&self, files: impl IntoIterator<Item = &'f SqlFile>) -> Applied {
+        Applied {
+            url: self.url.clone(),
+            history: self.history.clone(),
+            settings: self.settings.clone(),
+            files: files.into_iter().map(SqlFile::applied).collect(),
+        }
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
@@ -327,12 +333,7 @@ impl Sql {
         if !problems.is_empty() {
             return Err(StepError::from(problems.join("; ")));
         }
-        let mut applied = Applied {
-            url: self.url.clone(),
-            history: self.history.clone(),
-            settings: self.settings.clone(),
-            files: Vec::new(),
-        };
+        let mut applied = self.applied([]);
         for file in pending {
             cx.say(format!("applying {}", file.path));
             if let Err(why) = run_file(&mut client, &history, file).await {
@@ -349,10 +350,7 @@ impl Sql {
                     pause: false,
                 });
             }
-            applied.files.push(AppliedFile {
-                name: file.name.clone(),
-                down: file.down.clone(),
-            });
+            applied.files.push(file.applied());
         }
         let summary = format!(
             "applied {} file(s) to {}, {} already applied",
