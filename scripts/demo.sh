@@ -174,7 +174,8 @@ c = json.load(open(sys.argv[1]))
 errors = ", ".join(f"{k}: {v}" for k, v in c["errors"].items()) or "none"
 print(f"  client through the load balancer: {c['requests']} requests, {c['failed']} failed"
       f" ({errors}), {c['retried']} lookup(s) sent again on a new connection after nginx"
-      f" closed a kept-alive one, p95 {c['p95_ms']} ms, worst {c['worst_ms']} ms")
+      f" closed a kept-alive one, p95 {c['p95_ms']} ms, worst {c['worst_ms']} ms"
+      f" ({c['worst_at_s']} s after the first request counted)")
 EOF
   fi
   if [ -n "${TOOK[rollback]:-}" ]; then printf '  %-18s %s\n' "rollback" "${TOOK[rollback]}"; fi

@@ -277,11 +277,13 @@ impl Client {
                 };
                 let took = start.elapsed();
                 if !up {
+                    // The first answer says the stack is up; it was sent before it was, so
+                    // the count starts with the next request.
                     up = matches!(result, Ok((200, _)));
                     if !up {
                         std::thread::sleep(Duration::from_millis(100));
-                        continue;
                     }
+                    continue;
                 }
                 traffic.worst = traffic.worst.max(took);
                 if took > Duration::from_secs(1) {
