@@ -411,6 +411,15 @@ fn sigkill_anywhere_then_rollback_restores_everything_and_resume_matches_a_clean
         command.env("TEST_DB_URL", &db);
         let undo = crate::support::finish(command);
         assert_eq!(undo.code, 0, "{at:?}: {}\n{}", undo.stdout, undo.stderr);
+        if let Kill::InsideMigrate = at {
+            // The interrupted migration's own undo ran (before the schema's), on rows it wrote.
+            let line = undo.stdout.lines().find(|l| l.contains("undone  migrate"));
+            assert!(
+                line.is_some_and(|l| l.contains("removed the ") && !l.contains(" 0 row(s)")),
+                "{at:?}: the migration's rows were not removed by its own undo: {}",
+                undo.stdout
+            );
+        }
         std::thread::sleep(std::time::Duration::from_secs(5));
         let alive: Vec<_> = groups
             .into_iter()
