@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use crate::migrate::{MAPPING, SQL};
 use crate::support::Project;
 
 /// A tmpfs mounted for the test's life (tests run as root, as CI does).
@@ -125,17 +126,25 @@ fn files(p: &Project) -> Vec<String> {
     found
 }
 
-const KINDS: &[&str] = &["save", "render", "flags", "writer", "schema"];
+const KINDS: &[&str] = &["save", "render", "flags", "writer", "schema", "migrate"];
+
+/// The Redis database the matrix's migration reads, seeded once per test and only read (no
+/// other test uses it).
+const REDIS_DB: u8 = 6;
 
 /// A project whose playbook has a backup, a template, an env edit, an exec whose child keeps
-/// writing, and tracked SQL, with a gate before each (`ctl/at-<step>`, then waits for
-/// `ctl/go-<step>`) so that a kill can land exactly on a step boundary.
-fn matrix_project(db: &str) -> Project {
+/// writing, tracked SQL (the test's table and the shipped schema, its role `vars.app_user`) and
+/// a migration from Redis database `REDIS_DB`, with a gate before each (`ctl/at-<step>`, then
+/// waits for `ctl/go-<step>`) so that a kill can land exactly on a step boundary.
+fn matrix_project() -> Project {
     use std::os::unix::fs::PermissionsExt;
     let p = Project::new();
     let mut playbook = String::from(
         r#"[playbook]
 name = "matrix"
+
+[vars]
+app_user = "claude_app"
 
 [secrets]
 PG_URL = { env = "TEST_DB_URL" }
@@ -143,19 +152,34 @@ PG_URL = { env = "TEST_DB_URL" }
     );
     let steps = [
         r#"kind = "backup"
-paths = [".env", "app.conf"]"#,
+paths = [".env", "app.conf"]"#
+            .to_string(),
         r#"kind = "template"
 template = "app.conf.hbs"
-dest = "app.conf""#,
+dest = "app.conf""#
+            .to_string(),
         r#"kind = "env"
 file = ".env"
-set = { ENABLE_POSTGRES = true, POOL = 20 }"#,
+set = { ENABLE_POSTGRES = true, POOL = 20 }"#
+            .to_string(),
         r#"kind = "exec"
 command = ["sh", "-c", "(for i in $(seq 30); do echo tick >> out.log; sleep 0.05; done) & touch ctl/writing; wait"]
-rollback = { command = ["rm", "-f", "out.log"] }"#,
-        r#"kind = "sql"
-url = "{{secrets.PG_URL}}"
-files = ["sql/*.up.sql"]"#,
+rollback = { command = ["rm", "-f", "out.log"] }"#
+            .to_string(),
+        format!(
+            r#"kind = "sql"
+url = "{{{{secrets.PG_URL}}}}"
+files = ["sql/*.up.sql", "{SQL}"]
+settings = {{ "runner.app_user" = "{{{{vars.app_user}}}}", "runner.app_password" = "crash-app-password" }}"#
+        ),
+        format!(
+            r#"kind = "migrate"
+redis = "{redis}/{REDIS_DB}"
+postgres = "{{{{secrets.PG_URL}}}}"
+mapping = "{MAPPING}"
+batch_size = {MIGRATE_BATCH}"#,
+            redis = crate::support::service("RUNNER_TEST_REDIS_URL"),
+        ),
     ];
     for (id, body) in KINDS.iter().zip(steps) {
         playbook.push_str(&format!(
@@ -180,8 +204,29 @@ files = ["sql/*.up.sql"]"#,
     std::fs::set_permissions(p.file(".env"), std::fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::chown(p.file(".env"), Some(1234), Some(1234)).unwrap();
     std::os::unix::fs::chown(p.file("app.conf"), Some(1234), Some(1234)).unwrap();
-    let _ = db;
     p
+}
+
+/// Keys a migration page (and transaction): small, so that the migration checkpoints often
+/// and a kill can land between two checkpoints.
+const MIGRATE_BATCH: usize = 20;
+
+/// `--api-keys` of the seeded relay dataset: enough for the migration to take a second or
+/// two, so that a kill lands inside it.
+const SEED_KEYS: &str = "100";
+
+/// The shipped schema's login role for database `db` (roles are the server's, databases come
+/// and go: one each, which the schema's rollback drops).
+fn app_role(db: &str) -> String {
+    format!("app_{}", db.rsplit('/').next().unwrap())
+}
+
+/// `runner apply` of the matrix into database `db`.
+fn apply(p: &Project, db: &str) -> Command {
+    let user = format!("app_user={}", app_role(db));
+    let mut command = p.command(&["apply", "--yes", "--var", &user, "pb.toml"]);
+    command.env("TEST_DB_URL", db);
+    command
 }
 
 fn open_gates(p: &Project) {
@@ -207,19 +252,59 @@ fn rows(db: &str) -> String {
     format!("{ids}|{history}")
 }
 
+/// Each migration table's row count and a checksum of its keys and values in key order, or
+/// None when the schema is not there.
+fn migrated(db: &str) -> Option<Vec<(String, u64, String)>> {
+    let psql = |sql: &str| crate::support::psql(db, sql);
+    if psql("SELECT to_regclass('claude_data.migration_runs') IS NULL") == "t" {
+        return None;
+    }
+    let sql = crate::migrate::TABLES
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT '{t}', count(*), md5(coalesce(string_agg(source_key || E'\\t' || source::text, E'\\n' ORDER BY source_key), '')) FROM claude_data.{t}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    Some(
+        psql(&sql)
+            .lines()
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').collect();
+                (cells[0].into(), cells[1].parse().unwrap(), cells[2].into())
+            })
+            .collect(),
+    )
+}
+
+/// No row in the migration's tables, or no tables.
+fn no_migrated_rows(db: &str) -> bool {
+    migrated(db).is_none_or(|tables| tables.iter().all(|(_, n, _)| *n == 0))
+}
+
+/// Whether the journal of `p`'s runs says `step` succeeded.
+fn succeeded(p: &Project, step: &str) -> bool {
+    p.journals()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["event"] == "step_succeeded" && v["step"] == step)
+}
+
 /// Where a run is killed: on the boundary before a step (its gate reached), or inside the
-/// exec step (its child writing) or inside the SQL step (its second file sleeping).
+/// exec step (its child writing), inside the SQL step (its second file sleeping) or inside the
+/// migration (a checkpoint journaled, its success not).
 #[derive(Debug, Clone, Copy)]
 enum Kill {
     Before(&'static str),
     InsideWriter,
     InsideSql,
+    InsideMigrate,
 }
 
 fn kill_at(p: &Project, db: &str, at: Kill) {
-    let mut command = p.command(&["apply", "--yes", "pb.toml"]);
-    command.env("TEST_DB_URL", db);
-    let mut child = command.spawn().unwrap();
+    let mut child = apply(p, db).spawn().unwrap();
     let open_until = |last: &str| {
         for id in KINDS {
             if *id == last {
@@ -253,9 +338,30 @@ fn kill_at(p: &Project, db: &str, at: Kill) {
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }
         }
+        Kill::InsideMigrate => {
+            open_gates(p);
+            let start = std::time::Instant::now();
+            while !p.journals().contains("checkpoint cursor") {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "the run ended before the migration checkpointed"
+                );
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(120),
+                    "the migration never checkpointed"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    if let Kill::InsideMigrate = at {
+        assert!(
+            !succeeded(p, "migrate"),
+            "the kill landed after the migration's success was journaled, not inside it: give it more keys or a smaller MIGRATE_BATCH"
+        );
+    }
 }
 
 /// SIGKILL at every step boundary and inside the steps that take time; after each, `rollback`
@@ -271,21 +377,33 @@ fn sigkill_anywhere_then_rollback_restores_everything_and_resume_matches_a_clean
         Kill::InsideWriter,
         Kill::Before("schema"),
         Kill::InsideSql,
+        Kill::Before("migrate"),
+        Kill::InsideMigrate,
     ];
+    // The migration's source, read by every run and written by none.
+    crate::migrate::seed(REDIS_DB, &["--api-keys", SEED_KEYS]);
     // The uninterrupted run, for what resume must reach.
     let clean_db = crate::support::fresh_database("crash_clean");
-    let clean = matrix_project(&clean_db);
+    let clean = matrix_project();
     open_gates(&clean);
-    let mut command = clean.command(&["apply", "--yes", "pb.toml"]);
-    command.env("TEST_DB_URL", &clean_db);
-    crate::support::finish(command).expect(0);
+    let run = crate::support::finish(apply(&clean, &clean_db)).expect(0);
+    let migration = run.stdout.lines().find(|l| l.contains("keys scanned"));
+    eprintln!(
+        "the clean run's migration: {}",
+        migration.unwrap_or(&run.stdout)
+    );
     let clean_files = files(&clean);
     let clean_rows = rows(&clean_db);
-    assert_eq!(clean_rows, "1,2|2");
+    assert_eq!(clean_rows, "1,2|9");
+    let clean_migrated = migrated(&clean_db).unwrap();
+    assert!(
+        clean_migrated.iter().map(|(_, n, _)| n).sum::<u64>() > 1000,
+        "{clean_migrated:?}"
+    );
 
     for (n, at) in kills.into_iter().enumerate() {
         let db = crate::support::fresh_database(&format!("crash{n}"));
-        let p = matrix_project(&db);
+        let p = matrix_project();
         let before = files(&p);
         kill_at(&p, &db, at);
         let groups = crate::support::child_groups(&p);
@@ -293,6 +411,15 @@ fn sigkill_anywhere_then_rollback_restores_everything_and_resume_matches_a_clean
         command.env("TEST_DB_URL", &db);
         let undo = crate::support::finish(command);
         assert_eq!(undo.code, 0, "{at:?}: {}\n{}", undo.stdout, undo.stderr);
+        if let Kill::InsideMigrate = at {
+            // The interrupted migration's own undo ran (before the schema's), on rows it wrote.
+            let line = undo.stdout.lines().find(|l| l.contains("undone  migrate"));
+            assert!(
+                line.is_some_and(|l| l.contains("removed the ") && !l.contains(" 0 row(s)")),
+                "{at:?}: the migration's rows were not removed by its own undo: {}",
+                undo.stdout
+            );
+        }
         std::thread::sleep(std::time::Duration::from_secs(5));
         let alive: Vec<_> = groups
             .into_iter()
@@ -314,9 +441,14 @@ fn sigkill_anywhere_then_rollback_restores_everything_and_resume_matches_a_clean
             left == "-|-" || left == "-|0",
             "{at:?}: rows or history remain: {left}"
         );
+        assert!(
+            no_migrated_rows(&db),
+            "{at:?}: migrated rows remain: {:?}",
+            migrated(&db)
+        );
 
         let db = crate::support::fresh_database(&format!("crash{n}r"));
-        let p = matrix_project(&db);
+        let p = matrix_project();
         let before = files(&p);
         kill_at(&p, &db, at);
         open_gates(&p);
@@ -337,6 +469,17 @@ fn sigkill_anywhere_then_rollback_restores_everything_and_resume_matches_a_clean
             "{at:?}: resume does not end as a clean run: now {changed:#?}, clean {lost:#?}"
         );
         assert_eq!(rows(&db), clean_rows, "{at:?}");
+        assert_eq!(
+            migrated(&db).as_ref(),
+            Some(&clean_migrated),
+            "{at:?}: the migrated tables differ from a clean run's"
+        );
+        if let Kill::InsideMigrate = at {
+            assert!(
+                p.journals().contains("resumed from the checkpoint"),
+                "{at:?}: the migration started over"
+            );
+        }
         // And the resumed run rolls back to where the first attempt started.
         let mut command = p.command(&["rollback", "--yes"]);
         command.env("TEST_DB_URL", &db);
@@ -349,5 +492,18 @@ fn sigkill_anywhere_then_rollback_restores_everything_and_resume_matches_a_clean
             "{at:?}: after resume and rollback: {changed:#?}"
         );
         assert_eq!(rows(&db), "-|0", "{at:?}");
+        assert!(
+            no_migrated_rows(&db),
+            "{at:?}: after resume and rollback: {:?}",
+            migrated(&db)
+        );
     }
+    // The clean run's database goes, and with it what its role owns.
+    let admin = crate::support::service("RUNNER_TEST_PG_URL");
+    let name = clean_db.rsplit('/').next().unwrap();
+    crate::support::psql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)"));
+    crate::support::psql(
+        &admin,
+        &format!("DROP ROLE IF EXISTS {}", app_role(&clean_db)),
+    );
 }

@@ -10,9 +10,10 @@ use serde_json::Value;
 
 use crate::support::{Project, fresh_database, psql, redis_cli, service, tool_output};
 
-const MAPPING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/relay-mapping.toml");
-const SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/*.up.sql");
-const TABLES: &[&str] = &[
+pub(crate) const MAPPING: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks/relay-mapping.toml");
+pub(crate) const SQL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/*.up.sql");
+pub(crate) const TABLES: &[&str] = &[
     "api_keys",
     "accounts",
     "account_groups",
@@ -41,7 +42,7 @@ fn generator(db: u8, args: &[&str]) -> Command {
 }
 
 /// Fills Redis database `db` with the generator's relay dataset.
-fn seed(db: u8, args: &[&str]) {
+pub(crate) fn seed(db: u8, args: &[&str]) {
     redis_cli(db, &["FLUSHDB"]);
     tool_output(generator(db, args));
 }
