@@ -287,7 +287,7 @@ fn compose_up_starts_the_stack_in_order_leaves_it_alone_then_rolls_back_a_bad_re
     let image_before = inspect(&app, "{{.Image}}");
     let bad = p.run(&["apply", "--yes", "broken.toml"]).expect(4);
     assert!(
-        bad.stdout.contains("service `app` did not become healthy"),
+        bad.stdout.contains("service `app` is unhealthy"),
         "{}",
         bad.stdout
     );

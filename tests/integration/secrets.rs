@@ -360,7 +360,7 @@ wait = "8s"
     let out = finish(command).expect(4);
     let mut shown = format!("{}{}", out.stdout, out.stderr);
     assert!(
-        shown.contains("did not become healthy") && shown.contains("marker-shown"),
+        shown.contains("service `talker` is unhealthy") && shown.contains("marker-shown"),
         "the container's last log lines are shown:\n{shown}"
     );
     assert!(shown.contains("<redacted>"), "{shown}");

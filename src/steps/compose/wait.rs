@@ -10,8 +10,9 @@ use crate::docker::tail_logs;
 use crate::steps::StepCx;
 
 /// Waits until the container is healthy (or running, without a healthcheck); fails at once if
-/// it exits, and at `deadline` with the last health output and log lines. With `completes`
-/// (a dependency's `service_completed_successfully`) it waits for an exit with code 0.
+/// it exits or its health check calls it unhealthy (as `docker compose up --wait` does), and
+/// at `deadline`, each time with the last health output and log lines. With `completes` (a
+/// dependency's `service_completed_successfully`) it waits for an exit with code 0.
 pub(crate) async fn wait_ready(
     docker: &Docker,
     service: &str,
@@ -58,13 +59,20 @@ pub(crate) async fn wait_ready(
                 logs_part(docker, container).await
             ));
         }
+        let probe = health
+            .log
+            .and_then(|l| l.last().cloned())
+            .and_then(|r| r.output)
+            .map(|o| format!("; last health check said: {}", o.trim()))
+            .unwrap_or_default();
+        if !completes && running && health.status == Some(HealthStatusEnum::UNHEALTHY) {
+            return Err(format!(
+                "service `{service}` is unhealthy: its health check failed {} time(s) in a row{probe}{}",
+                health.failing_streak.unwrap_or_default(),
+                logs_part(docker, container).await
+            ));
+        }
         if Instant::now() >= deadline {
-            let probe = health
-                .log
-                .and_then(|l| l.last().cloned())
-                .and_then(|r| r.output)
-                .map(|o| format!("; last health check said: {}", o.trim()))
-                .unwrap_or_default();
             return Err(format!(
                 "service `{service}` did not {} in time (it is {last_status}){probe}{}",
                 match (completes, has_check) {
