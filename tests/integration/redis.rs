@@ -28,39 +28,11 @@ fn redis_backup_then_flush_then_rollback_restores_keys_types_values_and_ttls() {
     redis_cli(db, &["SADD", "account_group_members:g", "x", "y", "z"]);
     redis_cli(db, &["ZADD", "concurrency:1", "1", "r1", "2", "r2"]);
     bulk_load(db, 2500);
+    // Every key but the bulk ones, with what it holds and whether it expires.
     let snapshot = |db| {
-        let mut keys: Vec<String> = redis_cli(db, &["--scan"])
-            .lines()
-            .map(String::from)
-            .collect();
-        keys.sort();
-        keys.iter()
-            .filter(|k| !k.starts_with("bulk:"))
-            .map(|k| {
-                let kind = redis_cli(db, &["TYPE", k]);
-                let read: &[&str] = match kind.as_str() {
-                    "string" => &["GET"],
-                    "hash" => &["HGETALL"],
-                    "list" => &["LRANGE"],
-                    "set" => &["SMEMBERS"],
-                    _ => &["ZRANGE"],
-                };
-                let mut args = read.to_vec();
-                args.push(k);
-                if matches!(kind.as_str(), "list" | "zset") {
-                    args.extend(["0", "-1"]);
-                }
-                if kind == "zset" {
-                    args.push("WITHSCORES");
-                }
-                let mut lines: Vec<String> =
-                    redis_cli(db, &args).lines().map(String::from).collect();
-                if matches!(kind.as_str(), "hash" | "set") {
-                    lines.sort();
-                }
-                format!("{k} {kind} {lines:?}")
-            })
-            .collect::<Vec<_>>()
+        let mut held = contents(db);
+        held.retain(|k, _| !k.starts_with(b"bulk:"));
+        held
     };
     let before = snapshot(db);
     let ttl_before = redis_cli(db, &["TTL", "apikey:1"]).parse::<i64>().unwrap();
