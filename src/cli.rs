@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::context::{Lent, Stop};
 use crate::emitter::Emitter;
 use crate::engine::{self, Resumed, Run, Sink};
 use crate::error::{Error, Result, exit_code};
@@ -277,8 +278,8 @@ fn validate(path: &Path, vars: &BTreeMap<String, String>, format: Format) -> Res
 }
 
 /// The plan of a loaded playbook: what it observes now (files, SQL histories) is read here.
-async fn plan_of(playbook: &Playbook, refresh: bool) -> Result<Plan> {
-    let observed = plan::observe(playbook, refresh).await?;
+async fn plan_of(playbook: &Playbook, refresh: bool, lent: &Lent) -> Result<Plan> {
+    let observed = plan::observe(playbook, refresh, lent).await?;
     Ok(plan::plan(playbook, &observed))
 }
 
@@ -319,7 +320,7 @@ async fn show_plan(
         refresh,
         compose,
     } = *shown;
-    let plan = plan_of(&loaded(path, vars, None)?, refresh).await?;
+    let plan = plan_of(&loaded(path, vars, None)?, refresh, &Lent::default()).await?;
     out!("{}", report::plan(&plan, cli.format));
     for step in plan.steps.iter().filter(|_| compose) {
         if let Some(yaml) = &step.compose {
@@ -460,7 +461,8 @@ async fn apply(
     let playbook = loaded(&path, &vars, Some(&RunIdentity::start()))?;
     let mut reporter = Reporter::new(cli.format);
     let _lock = take_lock(cli, force_unlock, &mut reporter)?;
-    let plan = plan_of(&playbook, refresh).await?;
+    let lent = Lent::default();
+    let plan = plan_of(&playbook, refresh, &lent).await?;
     if let Some(saved) = &saved
         && saved.hash != plan.hash
     {
@@ -503,15 +505,37 @@ async fn apply(
     let dir = journal::runs_dir(&cli.state_dir).join(&header.run.id);
     let journal = Journal::create(&dir, &header)?;
     let sink = Emitter::new(journal, &mut reporter, playbook.secrets.clone()).alerting(&playbook);
+    stop_on_signals(&lent.stop);
     let mut run = Run {
         playbook: &playbook,
         plan: &plan,
         dir: &dir,
         sink,
+        lent: &lent,
     };
     let status = engine::execute(&mut run, None).await?;
     report::leave_report(&dir, &playbook.secrets, cli.format);
     Ok(exit_for(status))
+}
+
+/// From here on SIGINT (Ctrl-C) and SIGTERM ask the run to stop: the running step ends (its
+/// child processes stopped) and the run rolls back or pauses as its playbook says. Wired once
+/// the answer to the prompt is in, so that Ctrl-C at the prompt still ends runner at once.
+fn stop_on_signals(stop: &Stop) {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = async {
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => term.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => stop.request("Ctrl-C"),
+            _ = terminate => stop.request("SIGTERM"),
+        }
+    });
 }
 
 /// Refuses (exit 3, nothing applied) when a file the plan read changed while it was shown:
@@ -555,7 +579,8 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
     }
     let header = &state.header;
     let playbook = playbook::load(&header.playbook, &header.vars, Some(&header.run))?;
-    let plan = plan_of(&playbook, true).await?;
+    let lent = Lent::default();
+    let plan = plan_of(&playbook, true, &lent).await?;
     // The playbook may be named by another path now (resume runs from anywhere): match it by role.
     let same = |old: &fingerprint::Input, new: &fingerprint::Input| {
         old.role == new.role
@@ -597,11 +622,13 @@ async fn resume(cli: &Cli, force_unlock: bool) -> Result<u8> {
         figures: state.figures.clone(),
         undos,
     };
+    stop_on_signals(&lent.stop);
     let mut run = Run {
         playbook: &playbook,
         plan: &plan,
         dir: &state.dir,
         sink,
+        lent: &lent,
     };
     let status = engine::execute(&mut run, Some(&resumed)).await?;
     report::leave_report(&state.dir, &playbook.secrets, cli.format);
@@ -634,7 +661,13 @@ async fn rollback(cli: &Cli, id: Option<&str>, force_unlock: bool) -> Result<u8>
     let mut emitter = reopen(&state, &mut reporter, Default::default())?;
     let undos = redacting(pending, &mut emitter);
     let started = std::time::Instant::now();
-    let ok = engine::roll_back(&mut emitter, &state.header.workdir, &undos).await?;
+    let ok = engine::roll_back(
+        &mut emitter,
+        &state.header.workdir,
+        &undos,
+        &Lent::default(),
+    )
+    .await?;
     let status = if ok {
         RunStatus::RolledBack
     } else {

@@ -8,8 +8,6 @@ use bollard::errors::Error;
 use bollard::query_parameters::{CreateImageOptions, LogsOptions};
 use futures_util::StreamExt;
 
-use crate::context::StepCx;
-
 /// How long connecting may take before the engine counts as unreachable.
 const CONNECT: Duration = Duration::from_secs(10);
 
@@ -64,16 +62,16 @@ pub(crate) async fn image_id(docker: &Docker, reference: &str) -> Result<Option<
     }
 }
 
-/// The id of `reference`, pulled first if it is missing; progress goes to the step's display.
+/// The id of `reference`, pulled first if it is missing; the pull's progress goes to `say`.
 pub(crate) async fn ensure_image(
     docker: &Docker,
     reference: &str,
-    cx: &StepCx<'_>,
+    say: impl Fn(String),
 ) -> Result<String, String> {
     if let Some(id) = image_id(docker, reference).await? {
         return Ok(id);
     }
-    cx.say(format!("pulling {reference}"));
+    say(format!("pulling {reference}"));
     let options = CreateImageOptions {
         from_image: Some(reference.to_string()),
         ..Default::default()
@@ -88,11 +86,9 @@ pub(crate) async fn ensure_image(
         })?;
         if let Some(status) = info.status {
             let detail = info.progress.unwrap_or_default();
-            cx.say(
-                format!("{reference}: {status} {detail}")
-                    .trim_end()
-                    .to_string(),
-            );
+            say(format!("{reference}: {status} {detail}")
+                .trim_end()
+                .to_string());
         }
     }
     image_id(docker, reference)

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::context::Lent;
 use crate::engine::Sink;
 use crate::error::Result;
 use crate::event::{Event, RunStatus, StoredUndo};
@@ -90,7 +91,12 @@ impl Sink for Emitter<'_> {
     }
 
     /// A webhook that cannot be reached is a warning, never a failure.
-    async fn finishing(&mut self, status: RunStatus, failed: Option<&str>) -> Result<()> {
+    async fn finishing(
+        &mut self,
+        status: RunStatus,
+        failed: Option<&str>,
+        lent: &Lent,
+    ) -> Result<()> {
         let Some(playbook) = self.alerts else {
             return Ok(());
         };
@@ -107,7 +113,11 @@ impl Sink for Emitter<'_> {
         };
         let mut payload = alert.payload(std::time::SystemTime::now());
         self.secrets.redact_json(&mut payload);
-        if let Err(why) = crate::notify::send(webhook, &payload).await {
+        let sent = match lent.http() {
+            Ok(http) => crate::notify::send(&http, webhook, &payload).await,
+            Err(why) => Err(why),
+        };
+        if let Err(why) = sent {
             self.emit(Event::Warning {
                 message: format!("the {} alert: {why}", alert.level.name()),
             })?;

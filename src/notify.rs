@@ -159,16 +159,21 @@ impl Alert {
 }
 
 /// Posts `payload`, retrying with backoff; the error says why the last attempt failed.
-pub(crate) async fn send(webhook: &str, payload: &Value) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .user_agent(crate::AGENT)
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    webhook: &str,
+    payload: &Value,
+) -> Result<(), String> {
     let mut wait = FIRST_WAIT;
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
-        match client.post(webhook).json(payload).send().await {
+        match client
+            .post(webhook)
+            .json(payload)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => last = format!("the webhook answered {}", r.status()),
             Err(e) => last = crate::error::chain(&e.without_url()),

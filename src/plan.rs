@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::context::Lent;
 use crate::error::{Error, Result};
 use crate::fingerprint::{Input, InputRole, sha256};
 use crate::playbook::{OnFailure, Playbook};
@@ -73,7 +74,7 @@ pub(crate) struct PlannedStep {
 
 /// Reads what the plan depends on: the only I/O of planning. With `refresh`, also the live
 /// state of databases (an unreachable one is noted in the plan, not an error).
-pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observed> {
+pub(crate) async fn observe(playbook: &Playbook, refresh: bool, lent: &Lent) -> Result<Observed> {
     let mut observed = Observed {
         refreshed: refresh,
         ..Observed::default()
@@ -81,9 +82,11 @@ pub(crate) async fn observe(playbook: &Playbook, refresh: bool) -> Result<Observ
     if refresh {
         for step in &playbook.steps {
             if let crate::steps::Action::Sql(sql) = &step.action {
-                observed.sql.insert(step.id.clone(), sql.history().await);
+                observed
+                    .sql
+                    .insert(step.id.clone(), sql.history(lent).await);
             } else if let crate::steps::Action::ComposeUp(up) = &step.action {
-                let live = up.observe(&playbook.workdir).await;
+                let live = up.observe(&playbook.workdir, lent).await;
                 observed.compose.insert(step.id.clone(), live);
             }
         }
@@ -333,7 +336,12 @@ mod tests {
         )
         .unwrap();
         let playbook = crate::playbook::load(&at("pb.toml"), &BTreeMap::new(), None).unwrap();
-        let plan = plan(&playbook, &observe(&playbook, false).await.unwrap());
+        let plan = plan(
+            &playbook,
+            &observe(&playbook, false, &crate::context::Lent::default())
+                .await
+                .unwrap(),
+        );
         let expects = |i: usize| plan.steps[i].expects.clone();
         assert_eq!(
             expects(0),

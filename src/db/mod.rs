@@ -4,7 +4,9 @@
 pub(crate) mod postgres;
 pub(crate) mod redis;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// Retries `attempt` with backoff (100 ms doubling to 2 s) until it succeeds, fails for a reason
 /// that waiting cannot fix, or `window` has passed; the error says how long it tried.
@@ -41,4 +43,30 @@ pub(crate) enum Failure {
     Transient(String),
     /// Waiting will not fix it (wrong password, TLS refused, bad certificate).
     Final(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connecting_retries_with_backoff_on_tokio_time_until_the_window_ends() {
+        // A port nothing listens on: every attempt is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target =
+            postgres::Target::parse(&format!("postgres://u:p@127.0.0.1:{port}/db")).unwrap();
+        let wall = std::time::Instant::now();
+        let error = target.connect(Duration::from_secs(30)).await.unwrap_err();
+        // Waits of 0.1, 0.2, 0.4, 0.8 and 1.6 s, then 2 s each, while one more fits in 30 s.
+        assert!(error.ends_with("(tried 19 time(s) over 29.1s)"), "{error}");
+        assert!(
+            wall.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            wall.elapsed()
+        );
+    }
 }

@@ -18,6 +18,8 @@ pub(crate) struct Target {
     tls: Tls,
     /// `user@host:port/db`, for messages (never the password).
     pub(crate) display: String,
+    /// The URL's digest: the same URL, the same connection.
+    key: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +107,13 @@ impl Target {
             config,
             tls,
             display,
+            key: crate::fingerprint::sha256(url.as_bytes()),
         })
+    }
+
+    /// Which lent connection is this URL's.
+    pub(crate) fn key(&self) -> String {
+        self.key.clone()
     }
 
     fn connector(&self) -> Result<MakeTlsConnector, String> {
@@ -156,11 +164,10 @@ impl Target {
         .map_err(|why| format!("cannot connect to PostgreSQL at {}: {why}", self.display))
     }
 
-    /// Connects to a database runner will write to: it must store text as UTF-8. A `SQL_ASCII`
+    /// Checks a database runner will write to: it must store text as UTF-8. A `SQL_ASCII`
     /// database (what initdb makes without a locale) accepts any bytes without checking them,
     /// so non-ASCII values would reach clients that cannot decode them.
-    pub(crate) async fn connect_utf8(&self, window: Duration) -> Result<Client, String> {
-        let client = self.connect(window).await?;
+    pub(crate) async fn check_utf8(&self, client: &Client) -> Result<(), String> {
         let row = client
             .query_one(
                 "SELECT current_database(), current_setting('server_encoding')",
@@ -181,7 +188,7 @@ impl Target {
                 self.display
             ));
         }
-        Ok(client)
+        Ok(())
     }
 }
 

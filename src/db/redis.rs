@@ -13,6 +13,8 @@ pub(crate) struct Target {
     client: redis::Client,
     /// `host:port/db`, for messages (never the password).
     pub(crate) display: String,
+    /// The URL's digest: the same URL, the same connection.
+    key: String,
 }
 
 impl Target {
@@ -20,7 +22,16 @@ impl Target {
         let client = redis::Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
         let info = client.get_connection_info();
         let display = format!("{}/{}", info.addr, info.redis.db);
-        Ok(Target { client, display })
+        Ok(Target {
+            client,
+            display,
+            key: crate::fingerprint::sha256(url.as_bytes()),
+        })
+    }
+
+    /// Which lent connection is this URL's.
+    pub(crate) fn key(&self) -> String {
+        self.key.clone()
     }
 
     /// A failed command, named by the server it went to.

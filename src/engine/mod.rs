@@ -4,14 +4,18 @@
 //! observed for it must still hold, or the run is refused. It never prints.
 
 mod rollback;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 pub(crate) use rollback::roll_back;
 
-use crate::context::{Note, StepCx};
+use crate::context::{Lent, Note, StepCx};
 use crate::error::Result;
 use crate::event::{Event, RunStatus, StoredUndo};
 use crate::fingerprint::InputRole;
@@ -38,7 +42,12 @@ pub(crate) trait Sink {
 
     /// The run ends with `status`, stopped by step `failed` if it did not succeed; said before
     /// `RunFinished` is emitted.
-    async fn finishing(&mut self, status: RunStatus, failed: Option<&str>) -> Result<()>;
+    async fn finishing(
+        &mut self,
+        status: RunStatus,
+        failed: Option<&str>,
+        lent: &Lent,
+    ) -> Result<()>;
 }
 
 /// What an earlier attempt of a resumed run left, as its journal says.
@@ -58,6 +67,8 @@ pub(crate) struct Run<'a, S> {
     pub(crate) plan: &'a Plan,
     pub(crate) dir: &'a Path,
     pub(crate) sink: S,
+    /// The clients and the stop signal the steps are lent.
+    pub(crate) lent: &'a Lent,
 }
 
 /// How a run ended; `drifted`: because what the plan observed no longer held (exit 3).
@@ -129,9 +140,9 @@ pub(crate) async fn execute<S: Sink>(
                 .cloned()
                 .collect();
             undos.retain(|(id, _)| *id != step.id);
-            if !roll_back(&mut run.sink, playbook.workdir.as_path(), &spent).await? {
+            if !roll_back(&mut run.sink, playbook.workdir.as_path(), &spent, run.lent).await? {
                 let status = RunStatus::RollbackFailed;
-                run.sink.finishing(status, Some(&step.id)).await?;
+                run.sink.finishing(status, Some(&step.id), run.lent).await?;
                 run.sink.emit(Event::RunFinished {
                     status,
                     duration_ms: millis(started),
@@ -157,14 +168,21 @@ pub(crate) async fn execute<S: Sink>(
                     OnFailure::Pause => RunStatus::Paused,
                     OnFailure::Rollback => {
                         let pending: Vec<_> = undos.iter().rev().cloned().collect();
-                        if roll_back(&mut run.sink, playbook.workdir.as_path(), &pending).await? {
+                        if roll_back(
+                            &mut run.sink,
+                            playbook.workdir.as_path(),
+                            &pending,
+                            run.lent,
+                        )
+                        .await?
+                        {
                             RunStatus::RolledBack
                         } else {
                             RunStatus::RollbackFailed
                         }
                     }
                 };
-                run.sink.finishing(status, Some(&step.id)).await?;
+                run.sink.finishing(status, Some(&step.id), run.lent).await?;
                 run.sink.emit(Event::RunFinished {
                     status,
                     duration_ms: millis(started),
@@ -176,7 +194,9 @@ pub(crate) async fn execute<S: Sink>(
             }
         }
     }
-    run.sink.finishing(RunStatus::Succeeded, None).await?;
+    run.sink
+        .finishing(RunStatus::Succeeded, None, run.lent)
+        .await?;
     run.sink.emit(Event::RunFinished {
         status: RunStatus::Succeeded,
         duration_ms: millis(started),
@@ -207,7 +227,7 @@ async fn drift<S: Sink>(run: &Run<'_, S>, step: &Step, planned: &PlannedStep) ->
             continue;
         };
         // An unreachable database fails the step itself, with its own message.
-        if let Ok(rows) = sql.history().await {
+        if let Ok(rows) = sql.history(run.lent).await {
             let now = sql.expectation(&rows);
             if now.sha256 != expected.sha256 {
                 changed.push(format!(
@@ -253,6 +273,7 @@ async fn run_step<S: Sink>(
         run_id: &run_id,
         figures,
         secrets: &secrets,
+        lent: run.lent,
     };
     let mut attempt = 1;
     loop {
@@ -297,6 +318,8 @@ async fn run_step<S: Sink>(
         while let Ok(note) = lines.try_recv() {
             run.sink.emit(note_event(step, note))?;
         }
+        // Nothing a step set or locked in a lent session outlives it.
+        run.lent.settle().await;
         match result {
             Ok(Done {
                 summary,
@@ -342,7 +365,12 @@ async fn run_step<S: Sink>(
                     return Ok(Err(if pause { Stop::Pause } else { Stop::Failed }));
                 }
                 let factor = 2u32.saturating_pow(attempt - 1);
-                tokio::time::sleep(step.backoff.saturating_mul(factor).min(MAX_BACKOFF)).await;
+                let backoff = step.backoff.saturating_mul(factor).min(MAX_BACKOFF);
+                // A stop requested meanwhile ends the wait; the next attempt reports it.
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = run.lent.stop.requested() => {}
+                }
                 attempt += 1;
             }
         }
@@ -426,7 +454,7 @@ async fn prepare<S: Sink>(
 
 const INTERRUPTED: &str = "interrupted";
 
-/// One attempt, bounded by the step's timeout and by Ctrl-C.
+/// One attempt, bounded by the step's timeout and by a stop request.
 async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<Done, StepError> {
     let work = async {
         // A kind that keeps its own time within the step's timeout gets a moment to report.
@@ -447,17 +475,11 @@ async fn attempt_once(step: &Step, cx: &StepCx<'_>) -> Result<Done, StepError> {
             None => step.action.apply(cx).await,
         }
     };
-    // A stop request ends the step; dropping it kills its child process groups, before the run
-    // rolls back or pauses.
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => term.recv().await,
-            Err(_) => std::future::pending().await,
-        }
-    };
+    // A stop request (the CLI makes one on SIGINT or SIGTERM) ends the step, or keeps it from
+    // starting; dropping it kills its child process groups, before the run rolls back or pauses.
     tokio::select! {
+        biased;
+        why = cx.lent.stop.requested() => Err(StepError::from(format!("{INTERRUPTED} by {why}"))),
         result = work => result,
-        _ = tokio::signal::ctrl_c() => Err(StepError::from(format!("{INTERRUPTED} by Ctrl-C"))),
-        _ = terminate => Err(StepError::from(format!("{INTERRUPTED} by SIGTERM"))),
     }
 }

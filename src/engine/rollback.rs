@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use super::{Sink, millis};
-use crate::context::StepCx;
+use crate::context::{Lent, StepCx};
 use crate::error::Result;
 use crate::event::Event;
 use crate::steps::Undo;
@@ -16,6 +16,7 @@ pub(crate) async fn roll_back(
     sink: &mut impl Sink,
     workdir: &Path,
     pending: &[(String, Undo)],
+    lent: &Lent,
 ) -> Result<bool> {
     sink.emit(Event::RollbackStarted {
         steps: pending.len(),
@@ -33,8 +34,11 @@ pub(crate) async fn roll_back(
             run_id: "",
             figures: &BTreeMap::new(),
             secrets: &secrets,
+            lent,
         };
-        match undo.apply(&cx).await {
+        let done = undo.apply(&cx).await;
+        lent.settle().await;
+        match done {
             Ok(summary) => sink.emit(Event::StepRolledBack {
                 step: step.clone(),
                 duration_ms: millis(started),

@@ -14,6 +14,7 @@ use super::mapping::{Class, Mapping};
 use super::source::{self, Got};
 use super::strings;
 use crate::check::Checker;
+use crate::context::Lent;
 use crate::db::{postgres, redis};
 
 /// How many times a key that differs is read again before it counts as a mismatch.
@@ -82,9 +83,11 @@ impl MigrationCheck {
         )
     }
 
-    pub(crate) async fn run(&self) -> Result<Found, String> {
-        let mut conn = self.redis.connect(Duration::from_secs(30)).await?;
-        let client = self.postgres.connect(Duration::from_secs(30)).await?;
+    pub(crate) async fn run(&self, lent: &Lent) -> Result<Found, String> {
+        let mut conn = lent.redis(&self.redis, Duration::from_secs(30)).await?;
+        let client = lent
+            .postgres(&self.postgres, Duration::from_secs(30))
+            .await?;
         // Redis: every key of every entity.
         let mut in_redis: Vec<(String, usize)> = Vec::new();
         let mut seen = HashSet::new();

@@ -186,9 +186,8 @@ impl Loader {
         run: &str,
         mode: &str,
     ) -> Result<(Loader, Option<Checkpoint>), String> {
-        let client = target
-            .connect_utf8(std::time::Duration::from_secs(30))
-            .await?;
+        let client = target.connect(std::time::Duration::from_secs(30)).await?;
+        target.check_utf8(&client).await?;
         // Pages are written side by side: a row another page holds is never waited on for long.
         client
             .batch_execute("SET lock_timeout = '30s'")

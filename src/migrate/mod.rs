@@ -133,7 +133,7 @@ impl Migrate {
         for _ in 1..WRITERS {
             idle.push(Loader::start(&self.postgres, cx.run_id, mode).await?.0);
         }
-        let conn = self.redis.connect(Duration::from_secs(30)).await?;
+        let conn = cx.lent.redis(&self.redis, Duration::from_secs(30)).await?;
         let total: u64 = ::redis::cmd("DBSIZE")
             .query_async(&mut conn.clone())
             .await

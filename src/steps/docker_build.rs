@@ -119,13 +119,13 @@ impl DockerBuild {
     }
 
     /// Records which image each tag names now.
-    pub(crate) async fn prepare(&self) -> Result<Undo, StepError> {
-        let docker = docker::connect().await?;
+    pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Undo, StepError> {
+        let docker = cx.lent.docker().await?;
         Ok(Undo::Retag(Tags::now(&docker, &self.tags).await?))
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let docker = docker::connect().await?;
+        let docker = cx.lent.docker().await?;
         let recipe = Recipe {
             dir: cx.resolve(&self.context),
             context: &self.context,
@@ -224,8 +224,8 @@ impl Tags {
         Ok(Tags { before })
     }
 
-    pub(crate) async fn restore(&self) -> Result<String, StepError> {
-        let docker = docker::connect().await?;
+    pub(crate) async fn restore(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let docker = cx.lent.docker().await?;
         for (tag, before) in &self.before {
             match before {
                 Some(id) => point(&docker, id, tag).await?,

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use bollard::query_parameters::PruneImagesOptions;
 use serde::Deserialize;
 
-use super::{Intent, StepError};
+use super::{Intent, StepCx, StepError};
 use crate::check::Checker;
-use crate::docker::{self, describe};
+use crate::docker::describe;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,8 +26,8 @@ impl DockerPrune {
         Intent::new("remove dangling images (untagged and unused)".into(), true)
     }
 
-    pub(crate) async fn apply(&self) -> Result<String, StepError> {
-        let docker = docker::connect().await?;
+    pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
+        let docker = cx.lent.docker().await?;
         let options = PruneImagesOptions {
             filters: Some(HashMap::from([(
                 "dangling".to_string(),

@@ -4,7 +4,9 @@
 //! sample is journaled in one line.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use jsonpath_rust::JsonPath;
 use serde::Deserialize;
@@ -229,10 +231,7 @@ impl HttpCheck {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let client = reqwest::Client::builder()
-            .user_agent(crate::AGENT)
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let client = cx.lent.http()?;
         let window = cx.timeout.unwrap_or(WINDOW);
         let started = Instant::now();
         let deadline = started + window;
@@ -466,7 +465,136 @@ impl Assertion {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
     use super::*;
+    use crate::context::testing::{Lender, records};
+    use crate::steps::Action;
+
+    /// An HTTP server on 127.0.0.1 in the test's runtime (so its clock is the test's):
+    /// `answer(t)` is what a request arriving `t` after the start gets, after how long.
+    /// Returns the URL and the count of requests answered.
+    async fn serve(
+        answer: impl Fn(Duration) -> (Duration, u16, &'static str) + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        let served = Arc::new(AtomicUsize::new(0));
+        let (answer, count, started) = (Arc::new(answer), Arc::clone(&served), Instant::now());
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (answer, count) = (Arc::clone(&answer), Arc::clone(&count));
+                tokio::spawn(async move {
+                    let mut socket = BufReader::new(socket);
+                    let mut line = String::new();
+                    while socket.read_line(&mut line).await.unwrap() > 2 {
+                        line.clear();
+                    }
+                    let (delay, status, body) = answer(started.elapsed());
+                    tokio::time::sleep(delay).await;
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let socket = socket.get_mut();
+                    socket.write_all(head.as_bytes()).await.unwrap();
+                    socket.write_all(body.as_bytes()).await.unwrap();
+                    count.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (url, served)
+    }
+
+    /// Runs a check of `url` with `fields` within `timeout`: its outcome and its samples.
+    async fn check(
+        url: &str,
+        fields: &str,
+        timeout: Duration,
+    ) -> (Result<String, StepError>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let step = match crate::steps::only_step(
+            dir.path(),
+            "http_check",
+            &format!("url = \"{url}\"\n{fields}"),
+        ) {
+            Action::HttpCheck(c) => c,
+            other => panic!("{}", other.kind().name()),
+        };
+        let lender = Lender::default();
+        let (mut cx, notes) = lender.cx(dir.path());
+        cx.timeout = Some(timeout);
+        let outcome = step.apply(&cx).await;
+        drop(cx);
+        (outcome, records(notes).await)
+    }
+
+    const HEALTHY: &str = r#"{"status":"healthy"}"#;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_waits_on_tokio_time_for_a_service_that_comes_up_late() {
+        let (url, served) = serve(|t| match t < Duration::from_secs(90) {
+            true => (Duration::ZERO, 503, r#"{"status":"starting"}"#),
+            false => (Duration::ZERO, 200, HEALTHY),
+        })
+        .await;
+        let wall = std::time::Instant::now();
+        let fields = "interval = \"5s\"\nsuccesses = 3\nassert = [{ path = \"$.status\", equals = \"healthy\" }]";
+        let (outcome, samples) = check(&url, fields, Duration::from_secs(300)).await;
+        // Samples at 0 s, 5 s, ... 85 s answered 503; 90 s, 95 s and 100 s passed.
+        assert_eq!(
+            outcome.unwrap(),
+            "passed: 3 consecutive pass(es) after 21 sample(s) in 100.0s"
+        );
+        assert_eq!(served.load(Ordering::SeqCst), 21);
+        assert!(
+            samples[17].starts_with("#18 wrong (0 ms): status 503"),
+            "{samples:#?}"
+        );
+        assert_eq!(samples[18], "#19 pass (0 ms)");
+        assert!(
+            wall.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            wall.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_verdict_within_the_window_is_inconclusive_at_its_end() {
+        let (url, _) = serve(|_| (Duration::ZERO, 503, "")).await;
+        let (outcome, samples) = check(&url, "interval = \"5s\"", Duration::from_secs(600)).await;
+        let error = outcome.unwrap_err();
+        // The last sample is the one after which another would come too late: at 595 s.
+        assert!(
+            error.message.starts_with(
+                "inconclusive: no verdict within 10m (120 sample(s), 120 wrong); the last: status 503"
+            ),
+            "{}",
+            error.message
+        );
+        assert_eq!(samples.len(), 120);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_a_wrong_one_and_trips_the_gate() {
+        let fields = "interval = \"1s\"\nmax_ms = 200\nfailure_limit = 3";
+        let (slow, _) = serve(|_| (Duration::from_millis(300), 200, HEALTHY)).await;
+        let (outcome, _) = check(&slow, fields, Duration::from_secs(60)).await;
+        assert_eq!(
+            outcome.unwrap_err().message,
+            "failed: 3 wrong answer(s) out of 3 sample(s); the last: answered in 300 ms, over the 200 ms limit"
+        );
+        let (quick, _) = serve(|_| (Duration::from_millis(160), 200, HEALTHY)).await;
+        let (outcome, _) = check(&quick, fields, Duration::from_secs(60)).await;
+        assert_eq!(
+            outcome.unwrap(),
+            "passed: 1 consecutive pass(es) after 1 sample(s) in 0.2s"
+        );
+    }
 
     #[test]
     fn assertions_read_json_and_a_missing_path_fails() {

@@ -13,6 +13,7 @@ use toml::Spanned;
 use super::files::{self, Snapshot};
 use super::{Intent, StepCx, StepError};
 use crate::check::Checker;
+use crate::context::Lent;
 use crate::docker::{self, describe};
 use crate::steps::Observed;
 
@@ -125,7 +126,7 @@ impl LbSwitch {
         if !wrote {
             return Ok(format!("`{}` already points there", self.file));
         }
-        if !reload(&self.container, &self.signal).await? {
+        if !reload(cx.lent, &self.container, &self.signal).await? {
             return Ok(format!(
                 "wrote `{}`; `{}` is not running and reads it when it starts",
                 self.file, self.container
@@ -147,12 +148,12 @@ impl LbSwitch {
 }
 
 impl Switched {
-    pub(crate) async fn restore(&self) -> Result<String, StepError> {
+    pub(crate) async fn restore(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let kept = files::restore(&self.file).map_err(StepError::io(format!(
             "could not restore `{}`",
             self.file.path.display()
         )))?;
-        let reloaded = reload(&self.container, &self.signal).await?;
+        let reloaded = reload(cx.lent, &self.container, &self.signal).await?;
         if reloaded {
             // Let the upstream switched away from finish what the reload left in flight.
             tokio::time::sleep(Duration::from_millis(self.drain_ms)).await;
@@ -172,8 +173,8 @@ impl Switched {
 }
 
 /// Sends the reload signal to a running container; false if it does not run.
-async fn reload(container: &str, signal: &str) -> Result<bool, String> {
-    let docker = docker::connect().await?;
+async fn reload(lent: &Lent, container: &str, signal: &str) -> Result<bool, String> {
+    let docker = lent.docker().await?;
     let running = match docker
         .inspect_container(
             container,

@@ -355,9 +355,9 @@ impl Action {
                     new_mode: env::NEW_MODE,
                 })
             }),
-            Action::DockerBuild(s) => s.prepare().await.map(Some),
+            Action::DockerBuild(s) => s.prepare(cx).await.map(Some),
             Action::Migrate(s) => Ok(Some(Undo::Migration(s.written(cx.run_id)))),
-            Action::Sql(s) => s.prepare().await,
+            Action::Sql(s) => s.prepare(cx).await,
             Action::ComposeUp(s) | Action::ComposeDown(s) => s.prepare(cx).await.map(Some),
             Action::LbSwitch(s) => s.prepare(cx).map(|u| Some(Undo::Upstream(u))),
             Action::Exec(_)
@@ -409,7 +409,7 @@ impl Action {
             Action::ComposeUp(s) => s.up(cx).await.map(Done::from),
             Action::ComposeDown(s) => s.down(cx).await.map(Done::from),
             Action::LbSwitch(s) => s.apply(cx).await.map(Done::from),
-            Action::DockerPrune(s) => s.apply().await.map(Done::from),
+            Action::DockerPrune(s) => s.apply(cx).await.map(Done::from),
             Action::HttpCheck(s) => s.apply(cx).await.map(Done::from),
             Action::Notify(s) => s.apply(cx).await.map(Done::from),
             Action::Monitor(s) => s.apply(cx).await.map(Done::from),
@@ -454,10 +454,25 @@ impl Undo {
             Undo::Sql(applied) => applied.roll_back(cx).await,
             Undo::PgRestore(dump) => dump.restore(cx).await,
             Undo::RedisRestore(snapshot) => snapshot.restore(cx).await,
-            Undo::Retag(tags) => tags.restore().await,
+            Undo::Retag(tags) => tags.restore(cx).await,
             Undo::Containers(containers) => containers.restore(cx).await,
-            Undo::Upstream(switched) => switched.restore().await,
+            Undo::Upstream(switched) => switched.restore(cx).await,
             Undo::Migration(written) => written.restore().await.map_err(StepError::from),
         }
     }
+}
+
+/// The action of a playbook in `dir` whose only step is of `kind` with `fields` (TOML lines).
+#[cfg(test)]
+pub(crate) fn only_step(dir: &std::path::Path, kind: &str, fields: &str) -> Action {
+    let path = dir.join("only.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[playbook]\nname = \"only\"\n\n[[steps]]\nid = \"only\"\nkind = \"{kind}\"\n{fields}\n"
+        ),
+    )
+    .unwrap();
+    let playbook = crate::playbook::load(&path, &std::collections::BTreeMap::new(), None).unwrap();
+    playbook.steps.into_iter().next().unwrap().action
 }

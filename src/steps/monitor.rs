@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
 use crate::check::Checker;
-use crate::docker::{self, describe};
+use crate::docker::describe;
 use crate::notify::{self, Alert, Level};
 use crate::traffic::{self, Traffic, Verdict, Watch};
 
@@ -153,13 +153,9 @@ impl Monitor {
     async fn watch(&self, cx: &StepCx<'_>, started: Instant) -> Result<String, StepError> {
         let docker = match self.containers.is_empty() {
             true => None,
-            false => Some(docker::connect().await?),
+            false => Some(cx.lent.docker().await?),
         };
-        let http = reqwest::Client::builder()
-            .user_agent(crate::AGENT)
-            .timeout(self.interval.max(Duration::from_secs(1)))
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+        let http = cx.lent.http()?;
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i32);
@@ -180,7 +176,12 @@ impl Monitor {
                 }
             }
             let health = match &self.health_url {
-                Some(url) => match http.get(url).send().await {
+                Some(url) => match http
+                    .get(url)
+                    .timeout(self.interval.max(Duration::from_secs(1)))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => {
                         health_failures = 0;
                         format!("health {}", r.status().as_u16())
@@ -302,7 +303,11 @@ async fn send_alert(cx: &StepCx<'_>, alert: &Alert, said: String) {
         cx.warn(format!("{said}; no [notify] webhook to alert"));
         return;
     };
-    match notify::send(webhook, &alert.payload(SystemTime::now())).await {
+    let sent = match cx.lent.http() {
+        Ok(http) => notify::send(&http, webhook, &alert.payload(SystemTime::now())).await,
+        Err(why) => Err(why),
+    };
+    match sent {
         Ok(()) => cx.warn(format!("{said}; alert sent")),
         Err(why) => cx.warn(format!("{said}; {why}")),
     }
@@ -402,50 +407,26 @@ async fn container_problem(docker: &Docker, name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::io::Write;
 
     use super::*;
-    use crate::context::Note;
+    use crate::context::testing::{Lender, records};
     use crate::steps::Action;
 
     /// The monitor of a playbook whose only step watches `access.log` beside it.
     fn monitor(dir: &std::path::Path, fields: &str) -> Monitor {
-        let path = dir.join("watch.toml");
-        std::fs::write(
-            &path,
-            format!("[playbook]\nname = \"w\"\n\n[[steps]]\nid = \"watch\"\nkind = \"monitor\"\n{fields}\n"),
-        )
-        .unwrap();
-        let playbook = crate::playbook::load(&path, &BTreeMap::new(), None).unwrap();
-        match playbook.steps.into_iter().next().unwrap().action {
+        match crate::steps::only_step(dir, "monitor", fields) {
             Action::Monitor(m) => m,
             other => panic!("{}", other.kind().name()),
         }
     }
 
     async fn apply(dir: &std::path::Path, m: &Monitor) -> (Result<String, StepError>, Vec<String>) {
-        let (progress, mut notes) = tokio::sync::mpsc::unbounded_channel();
-        let figures = BTreeMap::new();
-        let cx = StepCx {
-            workdir: dir,
-            backup_dir: dir.join("backup"),
-            progress,
-            timeout: None,
-            webhook: None,
-            run_id: "test",
-            figures: &figures,
-            secrets: &crate::secrets::Secrets::default(),
-        };
+        let lender = Lender::default();
+        let (cx, notes) = lender.cx(dir);
         let outcome = m.apply(&cx).await;
         drop(cx);
-        let mut records = Vec::new();
-        while let Some(note) = notes.recv().await {
-            if let Note::Record(r) | Note::Warning(r) = note {
-                records.push(r);
-            }
-        }
-        (outcome, records)
+        (outcome, records(notes).await)
     }
 
     /// Requests logged a second ago (a window ending now takes them in at once): the wall clock

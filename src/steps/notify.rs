@@ -109,7 +109,8 @@ impl Notify {
                 self.alert.title
             ));
         };
-        match notify::send(webhook, &self.alert.payload(SystemTime::now())).await {
+        let http = cx.lent.http()?;
+        match notify::send(&http, webhook, &self.alert.payload(SystemTime::now())).await {
             Ok(()) => Ok(format!(
                 "sent `{}` ({})",
                 self.alert.title,

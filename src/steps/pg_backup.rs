@@ -62,7 +62,11 @@ impl PgBackup {
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
         // Fail with the connection's own words (and its retries) before pg_dump would.
-        self.target.connect(Duration::from_secs(30)).await?;
+        drop(
+            cx.lent
+                .postgres(&self.target, Duration::from_secs(30))
+                .await?,
+        );
         crate::fs::create_private_dir(&cx.backup_dir)
             .map_err(StepError::io("cannot create the backup dir".into()))?;
         let file = cx.backup_dir.join("dump.pgcustom");

@@ -1,6 +1,8 @@
 //! `pg_wait`: wait until PostgreSQL accepts a query, retrying with backoff for a while.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -50,7 +52,7 @@ impl PgWait {
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let started = Instant::now();
         cx.say(format!("waiting for {}", self.target.display));
-        let client = self.target.connect(self.within).await?;
+        let client = cx.lent.postgres(&self.target, self.within).await?;
         client.simple_query("SELECT 1").await.map_err(|e| {
             StepError::from(format!(
                 "PostgreSQL at {} does not answer: {}",

@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::{Intent, StepCx, StepError};
 use crate::check::Checker;
+use crate::context::Lent;
 use crate::db::{postgres, redis};
 
 #[derive(Deserialize)]
@@ -103,11 +104,12 @@ impl Preflight {
             ));
         }
         if self.docker {
-            results.push(("Docker engine".into(), docker().await));
+            results.push(("Docker engine".into(), docker(cx.lent).await));
         }
         if let Some(pg) = &self.postgres {
             let answer = async {
-                let client = pg.connect_utf8(self.within).await?;
+                let client = cx.lent.postgres(pg, self.within).await?;
+                pg.check_utf8(&client).await?;
                 let row = client
                     .query_one("SELECT version()", &[])
                     .await
@@ -124,7 +126,7 @@ impl Preflight {
         }
         if let Some(r) = &self.redis {
             let answer = async {
-                let mut conn = r.connect(self.within).await?;
+                let mut conn = cx.lent.redis(r, self.within).await?;
                 let pong: String = ::redis::cmd("PING")
                     .query_async(&mut conn)
                     .await
@@ -161,8 +163,8 @@ impl Preflight {
     }
 }
 
-async fn docker() -> Result<String, String> {
-    let docker = crate::docker::connect().await?;
+async fn docker(lent: &Lent) -> Result<String, String> {
+    let docker = lent.docker().await?;
     let version = docker
         .version()
         .await

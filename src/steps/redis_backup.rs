@@ -84,7 +84,7 @@ impl RedisBackup {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
-        let mut conn = self.target.connect(Duration::from_secs(30)).await?;
+        let mut conn = cx.lent.redis(&self.target, Duration::from_secs(30)).await?;
         crate::fs::create_private_dir(&cx.backup_dir)
             .map_err(StepError::io("cannot create the backup dir".into()))?;
         let path = cx.backup_dir.join("redis.jsonl");
@@ -178,7 +178,7 @@ fn write_line(out: &mut impl Write, line: &Line) -> std::io::Result<()> {
 impl Snapshot {
     pub(crate) async fn restore(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let target = Target::parse(&self.url)?;
-        let mut conn = target.connect(Duration::from_secs(30)).await?;
+        let mut conn = cx.lent.redis(&target, Duration::from_secs(30)).await?;
         let file = std::fs::File::open(&self.file).map_err(StepError::io(format!(
             "cannot open `{}`",
             self.file.display()

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use super::{Done, Intent, StepCx, StepError, Undo};
 use crate::check::{Checker, Scalar};
+use crate::context::Lent;
 use crate::db::postgres::{Target, describe};
 
 const NO_TRANSACTION: &str = "-- runner:no-transaction";
@@ -277,15 +278,16 @@ impl Sql {
     }
 
     /// Reads the history table (for `plan --refresh`); an absent table is an empty history.
-    pub(crate) async fn history(&self) -> Result<Vec<Row>, String> {
-        let client = self.target.connect(Duration::ZERO).await?;
+    pub(crate) async fn history(&self, lent: &Lent) -> Result<Vec<Row>, String> {
+        let client = lent.postgres(&self.target, Duration::ZERO).await?;
         read_history(&client, &self.history).await
     }
 
     /// What rollback needs, journaled before anything runs: the files not yet in the history,
     /// any of which a step killed half way may have applied (rollback undoes those it finds).
-    pub(crate) async fn prepare(&self) -> Result<Option<Undo>, StepError> {
-        let client = self.target.connect_utf8(self.connect_within).await?;
+    pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
+        let client = cx.lent.postgres(&self.target, self.connect_within).await?;
+        self.target.check_utf8(&client).await?;
         let rows = read_history(&client, &self.history).await?;
         let (pending, _) = self.pending(&rows);
         Ok((!pending.is_empty()).then(|| Undo::Sql(self.applied(pending))))
@@ -302,7 +304,8 @@ impl Sql {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
-        let mut client = self.target.connect_utf8(self.connect_within).await?;
+        let mut client = cx.lent.postgres(&self.target, self.connect_within).await?;
+        self.target.check_utf8(&client).await?;
         let history = self.history.name();
         let setup = format!(
             "CREATE SCHEMA IF NOT EXISTS \"{}\"; CREATE TABLE IF NOT EXISTS {history} (
@@ -372,7 +375,7 @@ impl Applied {
     /// history does not hold (never applied, or undone already) is passed over.
     pub(crate) async fn roll_back(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let target = Target::parse(&self.url)?;
-        let mut client = target.connect(Duration::from_secs(30)).await?;
+        let mut client = cx.lent.postgres(&target, Duration::from_secs(30)).await?;
         client
             .batch_execute(&self.history.lock_sql("pg_advisory_lock"))
             .await

@@ -108,11 +108,22 @@ fn graph(src: &Path) -> Graph {
     let mut files = Vec::new();
     collect(src, &mut files);
     files.sort();
-    let test_only = test_only(&std::fs::read_to_string(src.join("lib.rs")).unwrap());
+    // Modules declared `#[cfg(test)] mod name;` (a top-level one in `lib.rs`, or a module's
+    // tests in their own file) are test code: left out, with what is under them.
+    let test_only: Vec<Vec<String>> = files
+        .iter()
+        .flat_map(|f| {
+            let parent = module_path(src, f);
+            test_only(&std::fs::read_to_string(f).unwrap())
+                .into_iter()
+                .map(move |m| parent.iter().cloned().chain([m]).collect())
+        })
+        .collect();
+    let is_test = |path: &[String]| test_only.iter().any(|t| path.starts_with(t));
+    files.retain(|f| !is_test(&module_path(src, f)));
     let modules: BTreeSet<String> = files
         .iter()
         .filter_map(|f| module_path(src, f).into_iter().next())
-        .filter(|m| !test_only.contains(m))
         .collect();
     let mut graph: Graph = modules
         .iter()
@@ -133,7 +144,7 @@ fn graph(src: &Path) -> Graph {
     graph
 }
 
-/// The top-level modules the crate root declares `#[cfg(test)]` (`mod fuzz_tests;`).
+/// The modules a file declares `#[cfg(test)]` in a file of their own (`mod fuzz_tests;`).
 fn test_only(root: &str) -> BTreeSet<String> {
     let tokens = tokens(&code(root));
     (0..tokens.len())

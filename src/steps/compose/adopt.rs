@@ -13,6 +13,7 @@ use bollard::query_parameters::ListContainersOptions;
 use super::compare::compare;
 use super::engine::{self, CONFIG_HASH, MADE_BY, PROJECT, SERVICE};
 use super::model::{Project, Service};
+use crate::context::Lent;
 use crate::docker::{describe, short};
 
 /// The containers of a compose project as planning found them, and the images they were
@@ -116,8 +117,8 @@ fn label<'a>(c: &'a ContainerInspectResponse, key: &str) -> Option<&'a str> {
 }
 
 /// Reads the containers of the project and their images, for the plan.
-pub(crate) async fn observe(project: &str) -> Result<Live, String> {
-    let docker = crate::docker::connect().await?;
+pub(crate) async fn observe(project: &str, lent: &Lent) -> Result<Live, String> {
+    let docker = lent.docker().await?;
     let containers = containers(&docker, project, None).await?;
     let mut images = BTreeMap::new();
     for c in &containers {

@@ -16,7 +16,9 @@ mod wait;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -26,6 +28,7 @@ use self::model::Project;
 use super::docker_build::{Recipe, Tags, build};
 use super::{Intent, StepCx, StepError, Undo};
 use crate::check::Checker;
+use crate::context::Lent;
 use crate::diagnostic::{Problem, Source};
 use crate::docker::{self, describe};
 use crate::steps::Observed;
@@ -392,7 +395,11 @@ impl Compose {
     /// Reads the project's containers and their images, for the plan (`--refresh`). The project
     /// is named as the file on disk names it: a file rendered by an earlier step is not
     /// written yet.
-    pub(crate) async fn observe(&self, workdir: &std::path::Path) -> Result<adopt::Live, String> {
+    pub(crate) async fn observe(
+        &self,
+        workdir: &std::path::Path,
+        lent: &Lent,
+    ) -> Result<adopt::Live, String> {
         let file = crate::fs::read_optional(&workdir.join(&self.file))
             .ok()
             .flatten();
@@ -409,14 +416,16 @@ impl Compose {
                 model::normalize(&dir.to_string_lossy())
             }
         };
-        adopt::observe(&name).await
+        adopt::observe(&name, lent).await
     }
 
     /// Records the container each selected service has now.
     pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Undo, StepError> {
         let (project, _) = self.read(cx)?;
         let order = self.order(&project)?;
-        let docker = docker::connect()
+        let docker = cx
+            .lent
+            .docker()
             .await
             .map_err(|e| format!("services {}: {e}", order.join(", ")))?;
         let mut services = Vec::new();
@@ -475,7 +484,7 @@ impl Compose {
             cx.warn(w.clone());
         }
         let order = self.order(&project)?;
-        let docker = docker::connect().await?;
+        let docker = cx.lent.docker().await?;
         let mut outcomes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for name in &order {
             let service = &project.services[name];
@@ -521,7 +530,7 @@ impl Compose {
                         .await
                         .map_err(|e| in_service(e.message))?
                 }
-                None => docker::ensure_image(&docker, &service.image, cx)
+                None => docker::ensure_image(&docker, &service.image, |line| cx.say(line))
                     .await
                     .map_err(in_service)?,
             };
@@ -589,7 +598,7 @@ impl Compose {
 
     pub(crate) async fn down(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
         let (project, _) = self.read(cx)?;
-        let docker = docker::connect().await?;
+        let docker = cx.lent.docker().await?;
         let mut stopped = Vec::new();
         for name in self.order(&project)?.iter().rev() {
             let service = &project.services[name];
@@ -667,7 +676,7 @@ impl Containers {
     /// Puts each service's previous container back (in reverse order), removing what the step
     /// created in its place.
     pub(crate) async fn restore(&self, cx: &StepCx<'_>) -> Result<String, StepError> {
-        let docker = docker::connect().await?;
+        let docker = cx.lent.docker().await?;
         let mut restarted = Vec::new();
         for before in self.services.iter().rev() {
             let current = engine::find(&docker, &before.container).await?;
@@ -708,7 +717,7 @@ impl Containers {
             }
         }
         if let Some(images) = &self.images {
-            images.restore().await?;
+            images.restore(cx).await?;
         }
         let deadline = Instant::now() + Duration::from_millis(self.wait_ms);
         for before in &self.services {

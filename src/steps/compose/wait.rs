@@ -1,6 +1,8 @@
 //! Waiting for a service: healthy, running, or (for a dependency that must complete) exited 0.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bollard::Docker;
 use bollard::models::HealthStatusEnum;

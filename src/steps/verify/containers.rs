@@ -9,7 +9,8 @@ use toml::Spanned;
 
 use super::{Check, Verdict};
 use crate::check::Checker;
-use crate::docker::{self, describe};
+use crate::context::Lent;
+use crate::docker::describe;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,8 +43,8 @@ impl Containers {
         format!("memory and CPU of {}", self.names.join(", "))
     }
 
-    pub(crate) async fn run(&self) -> Result<Vec<Check>, String> {
-        let docker = docker::connect().await?;
+    pub(crate) async fn run(&self, lent: &Lent) -> Result<Vec<Check>, String> {
+        let docker = lent.docker().await?;
         let mut checks = Vec::new();
         for name in &self.names {
             let (memory_mb, cpu) = usage(&docker, name).await?;

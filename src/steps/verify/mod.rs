@@ -188,15 +188,15 @@ impl Verify {
         }
         if let Some(pg) = &self.postgres {
             cx.say(pg.describe());
-            checks.extend(pg.run().await?);
+            checks.extend(pg.run(cx.lent).await?);
         }
         if let Some(containers) = &self.containers {
             cx.say(containers.describe());
-            checks.extend(containers.run().await?);
+            checks.extend(containers.run(cx.lent).await?);
         }
         if let Some(migration) = &self.migration {
             cx.say(migration.describe());
-            checks.extend(migration_checks(migration.run().await?, cx));
+            checks.extend(migration_checks(migration.run(cx.lent).await?, cx));
         }
         for check in &checks {
             cx.record(check.line());

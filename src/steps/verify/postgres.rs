@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::{Check, Verdict};
 use crate::check::Checker;
+use crate::context::Lent;
 use crate::db::postgres::{Target, describe};
 
 #[derive(Deserialize)]
@@ -70,8 +71,8 @@ impl PgHealth {
         format!("PostgreSQL health of {}", self.target.display)
     }
 
-    pub(crate) async fn run(&self) -> Result<Vec<Check>, String> {
-        let client = self.target.connect(Duration::from_secs(10)).await?;
+    pub(crate) async fn run(&self, lent: &Lent) -> Result<Vec<Check>, String> {
+        let client = lent.postgres(&self.target, Duration::from_secs(10)).await?;
         let q = Query(&client);
         let mut checks = Vec::new();
 
