@@ -538,3 +538,89 @@ fn a_sql_ascii_database_is_refused_before_anything_is_written() {
     assert_eq!(tables(), "0");
     psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
 }
+
+/// The sessions PostgreSQL counted on database `db` (read from another database, so that the
+/// reading is not counted), once the count has stopped moving.
+fn sessions_on(db: &str) -> i64 {
+    let admin = service("RUNNER_TEST_PG_URL");
+    let read = || {
+        psql(
+            &admin,
+            &format!(
+                "SELECT coalesce(sum(sessions), 0) FROM pg_stat_database WHERE datname = '{db}'"
+            ),
+        )
+        .parse::<i64>()
+        .unwrap()
+    };
+    // A session's statistics reach the view when its backend exits, just after the client went.
+    let mut last = read();
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = read();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+#[test]
+fn one_session_serves_every_step_and_nothing_a_step_sets_outlives_it() {
+    let url = fresh_database("lent");
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let p = Project::new();
+    p.write(
+        "pb.toml",
+        r#"[playbook]
+name = "lent"
+
+[secrets]
+PG_URL = { env = "TEST_DB_URL" }
+
+[[steps]]
+id = "up"
+kind = "pg_wait"
+url = "{{secrets.PG_URL}}"
+
+[[steps]]
+id = "a"
+kind = "sql"
+url = "{{secrets.PG_URL}}"
+files = ["a/*.up.sql"]
+settings = { "runner.note" = "set by a" }
+
+[[steps]]
+id = "b"
+kind = "sql"
+url = "{{secrets.PG_URL}}"
+files = ["b/*.up.sql"]
+
+[[steps]]
+id = "health"
+kind = "verify"
+postgres = { url = "{{secrets.PG_URL}}" }
+"#,
+    )
+    .write(
+        "a/001_t.up.sql",
+        "CREATE TABLE t (step text, note text); INSERT INTO t VALUES ('a', current_setting('runner.note', true)); SET search_path = nowhere",
+    )
+    .write("a/001_t.down.sql", "DROP TABLE t")
+    .write(
+        "b/001_b.up.sql",
+        // A custom setting, once defined in a session, reads as '' after RESET: its value is gone.
+        "INSERT INTO public.t VALUES ('b', coalesce(nullif(current_setting('runner.note', true), ''), 'unset') || ' ' || current_setting('search_path'))",
+    )
+    .write("b/001_b.down.sql", "DELETE FROM public.t WHERE step = 'b'");
+    let before = sessions_on(&db);
+    run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
+    // pg_wait, the plan's and each step's look at the SQL history, both sql steps and the
+    // verify step: before the engine lent its sessions, that was 8 sessions.
+    assert_eq!(sessions_on(&db) - before, 1);
+    assert_eq!(
+        psql(&url, "SELECT step || ': ' || note FROM t ORDER BY step"),
+        "a: set by a\nb: unset \"$user\", public"
+    );
+}
