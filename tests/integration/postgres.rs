@@ -617,7 +617,7 @@ postgres = { url = "{{secrets.PG_URL}}" }
     let before = sessions_on(&db);
     run(&p, &url, &["apply", "pb.toml", "--yes"]).expect(0);
     // pg_wait, the plan's and each step's look at the SQL history, both sql steps and the
-    // verify step: before the engine lent its sessions, that was 8 sessions.
+    // verify step: before the engine lent its sessions, that was 10 sessions.
     assert_eq!(sessions_on(&db) - before, 1);
     assert_eq!(
         psql(&url, "SELECT step || ': ' || note FROM t ORDER BY step"),
