@@ -51,7 +51,7 @@ impl<'r> Emitter<'r> {
     }
 
     fn redacted(&self, mut event: Event) -> Event {
-        event.redact(&self.secrets);
+        self.secrets.redact_event(&mut event);
         event
     }
 }
@@ -76,7 +76,7 @@ impl Sink for Emitter<'_> {
     fn store(&self, run_dir: &Path, step: &str, undo: &Undo) -> Result<StoredUndo> {
         let text = serde_json::to_string(undo).expect("an undo record serializes");
         if !self.secrets.contains_secret(&text) {
-            return Ok(StoredUndo::Inline(undo.clone()));
+            return Ok(StoredUndo::Inline(inline(undo)));
         }
         let redact = self.secrets.held_in(&text);
         let sealed = journal::seal(
@@ -124,6 +124,11 @@ impl Sink for Emitter<'_> {
         }
         Ok(())
     }
+}
+
+/// An undo record as the journal keeps it inline.
+fn inline(undo: &Undo) -> serde_json::Value {
+    serde_json::to_value(undo).expect("an undo record serializes")
 }
 
 /// The alert a finished run sends by itself, if `on` asks for one.

@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::steps::Undo;
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub(crate) enum Event {
@@ -96,44 +94,6 @@ pub(crate) enum Event {
     },
 }
 
-impl Event {
-    /// Replaces every secret in the event's text: field by field, so that the event's
-    /// structure (its tag, its names, its step ids and kinds) is never touched.
-    pub(crate) fn redact(&mut self, secrets: &crate::secrets::Secrets) {
-        let text = |t: &mut String| secrets.redact_in(t);
-        match self {
-            Event::RunStarted {
-                playbook, phase, ..
-            } => {
-                text(playbook);
-                text(phase);
-            }
-            Event::StepProgress { line: t, .. }
-            | Event::StepSample { sample: t, .. }
-            | Event::StepSkipped { reason: t, .. }
-            | Event::StepRolledBack { summary: t, .. }
-            | Event::StepRollbackFailed { error: t, .. }
-            | Event::Warning { message: t } => text(t),
-            Event::StepSucceeded {
-                summary, figures, ..
-            } => {
-                text(summary);
-                if let Some(figures) = figures {
-                    secrets.redact_json(figures);
-                }
-            }
-            Event::StepFailed { error, .. } => text(error),
-            // Undo records that hold a secret are sealed before they become events.
-            Event::StepPrepared { .. }
-            | Event::StepStarted { .. }
-            | Event::ChildStarted { .. }
-            | Event::ChildExited { .. }
-            | Event::RollbackStarted { .. }
-            | Event::RunFinished { .. } => {}
-        }
-    }
-}
-
 /// How a run ended.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -158,10 +118,13 @@ impl RunStatus {
     }
 }
 
-/// An undo record as journaled: inline, or sealed in a private file when it holds a secret.
+/// An undo record as journaled: sealed in a private file when it holds a secret, else inline,
+/// as the step kind that made it writes it (the journal reads it back as that kind's record;
+/// this module knows no step kind).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub(crate) enum StoredUndo {
-    Inline(Undo),
+    // First: an inline record is any object.
     Sealed { sealed: String },
+    Inline(serde_json::Value),
 }

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::event::Event;
+
 /// What a secret value is replaced with wherever it would be shown.
 pub(crate) const REDACTED: &str = "<redacted>";
 
@@ -98,6 +100,42 @@ fn renderings(value: &str) -> Vec<String> {
 }
 
 impl Secrets {
+    /// Replaces every secret in the event's text: field by field, so that the event's
+    /// structure (its tag, its names, its step ids and kinds) is never touched.
+    pub(crate) fn redact_event(&self, event: &mut Event) {
+        let text = |t: &mut String| self.redact_in(t);
+        match event {
+            Event::RunStarted {
+                playbook, phase, ..
+            } => {
+                text(playbook);
+                text(phase);
+            }
+            Event::StepProgress { line: t, .. }
+            | Event::StepSample { sample: t, .. }
+            | Event::StepSkipped { reason: t, .. }
+            | Event::StepRolledBack { summary: t, .. }
+            | Event::StepRollbackFailed { error: t, .. }
+            | Event::Warning { message: t } => text(t),
+            Event::StepSucceeded {
+                summary, figures, ..
+            } => {
+                text(summary);
+                if let Some(figures) = figures {
+                    self.redact_json(figures);
+                }
+            }
+            Event::StepFailed { error, .. } => text(error),
+            // Undo records that hold a secret are sealed before they become events.
+            Event::StepPrepared { .. }
+            | Event::StepStarted { .. }
+            | Event::ChildStarted { .. }
+            | Event::ChildExited { .. }
+            | Event::RollbackStarted { .. }
+            | Event::RunFinished { .. } => {}
+        }
+    }
+
     pub(crate) fn insert(&mut self, name: String, value: String) {
         // An empty value (an optional secret that is not set) has no form to hide.
         for form in renderings(&value) {

@@ -30,7 +30,7 @@ impl Sink for Events {
     }
 
     fn store(&self, _: &Path, _: &str, undo: &Undo) -> Result<StoredUndo> {
-        Ok(StoredUndo::Inline(undo.clone()))
+        Ok(StoredUndo::Inline(serde_json::to_value(undo).unwrap()))
     }
 
     fn secrets(&self) -> &Secrets {

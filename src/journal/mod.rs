@@ -336,7 +336,15 @@ impl RunState {
                 continue;
             }
             out.push(match stored {
-                StoredUndo::Inline(undo) => (step.clone(), undo.clone(), Vec::new()),
+                StoredUndo::Inline(record) => {
+                    let undo = serde_json::from_value(record.clone()).map_err(|e| {
+                        Error::Internal(format!(
+                            "the undo record of step `{step}` in the journal of run {} is damaged: {e}",
+                            self.id()
+                        ))
+                    })?;
+                    (step.clone(), undo, Vec::new())
+                }
                 StoredUndo::Sealed { sealed } => {
                     let (undo, secrets) = unseal(&self.dir.join(sealed))?;
                     (step.clone(), undo, secrets)

@@ -290,7 +290,7 @@ impl RunReport {
         let mut started: BTreeMap<String, f64> = BTreeMap::new();
         for record in &state.records {
             let mut event = record.event.clone();
-            event.redact(secrets);
+            secrets.redact_event(&mut event);
             let t = at(&record.at);
             let step_index = |steps: &mut Vec<StepReport>, id: &str| {
                 steps.iter().position(|s| s.id == id).unwrap_or_else(|| {
