@@ -173,6 +173,17 @@ impl Lent {
             .map_err(|_| format!("no connection to PostgreSQL at {}", target.display))
     }
 
+    /// The session to a database runner will write to, checked to store text as UTF-8.
+    pub(crate) async fn postgres_utf8(
+        &self,
+        target: &db::postgres::Target,
+        window: Duration,
+    ) -> Result<Postgres, String> {
+        let client = self.postgres(target, window).await?;
+        target.check_utf8(&client).await?;
+        Ok(client)
+    }
+
     /// The connection to `target`, made (retrying for `window`) if there is none yet or the
     /// one there no longer answers.
     pub(crate) async fn redis(
@@ -306,11 +317,7 @@ mod tests {
             backend(&client, pid).await
         };
         lent.settle().await;
-        let other = db::postgres::Target::parse(&url)
-            .unwrap()
-            .connect(Duration::ZERO)
-            .await
-            .unwrap();
+        let other = target.connect(Duration::ZERO).await.unwrap();
         let locked: bool = other
             .query_one("SELECT pg_try_advisory_lock(4242)", &[])
             .await

@@ -113,11 +113,7 @@ impl Sink for Emitter<'_> {
         };
         let mut payload = alert.payload(std::time::SystemTime::now());
         self.secrets.redact_json(&mut payload);
-        let sent = match lent.http() {
-            Ok(http) => crate::notify::send(&http, webhook, &payload).await,
-            Err(why) => Err(why),
-        };
-        if let Err(why) = sent {
+        if let Err(why) = crate::notify::send(lent, webhook, &payload).await {
             self.emit(Event::Warning {
                 message: format!("the {} alert: {why}", alert.level.name()),
             })?;

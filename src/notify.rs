@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use toml::Spanned;
 
 use crate::check::Checker;
+use crate::context::Lent;
 
 /// Attempts per alert, waiting 250 ms, then twice as long each time.
 const ATTEMPTS: u32 = 3;
@@ -159,11 +160,8 @@ impl Alert {
 }
 
 /// Posts `payload`, retrying with backoff; the error says why the last attempt failed.
-pub(crate) async fn send(
-    client: &reqwest::Client,
-    webhook: &str,
-    payload: &Value,
-) -> Result<(), String> {
+pub(crate) async fn send(lent: &Lent, webhook: &str, payload: &Value) -> Result<(), String> {
+    let client = lent.http()?;
     let mut wait = FIRST_WAIT;
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {

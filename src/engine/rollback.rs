@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
 use tokio::time::Instant;
 
 use super::{Sink, millis};

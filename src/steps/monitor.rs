@@ -303,11 +303,7 @@ async fn send_alert(cx: &StepCx<'_>, alert: &Alert, said: String) {
         cx.warn(format!("{said}; no [notify] webhook to alert"));
         return;
     };
-    let sent = match cx.lent.http() {
-        Ok(http) => notify::send(&http, webhook, &alert.payload(SystemTime::now())).await,
-        Err(why) => Err(why),
-    };
-    match sent {
+    match notify::send(cx.lent, webhook, &alert.payload(SystemTime::now())).await {
         Ok(()) => cx.warn(format!("{said}; alert sent")),
         Err(why) => cx.warn(format!("{said}; {why}")),
     }

@@ -109,8 +109,7 @@ impl Notify {
                 self.alert.title
             ));
         };
-        let http = cx.lent.http()?;
-        match notify::send(&http, webhook, &self.alert.payload(SystemTime::now())).await {
+        match notify::send(cx.lent, webhook, &self.alert.payload(SystemTime::now())).await {
             Ok(()) => Ok(format!(
                 "sent `{}` ({})",
                 self.alert.title,

@@ -108,8 +108,7 @@ impl Preflight {
         }
         if let Some(pg) = &self.postgres {
             let answer = async {
-                let client = cx.lent.postgres(pg, self.within).await?;
-                pg.check_utf8(&client).await?;
+                let client = cx.lent.postgres_utf8(pg, self.within).await?;
                 let row = client
                     .query_one("SELECT version()", &[])
                     .await

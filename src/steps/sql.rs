@@ -286,8 +286,10 @@ impl Sql {
     /// What rollback needs, journaled before anything runs: the files not yet in the history,
     /// any of which a step killed half way may have applied (rollback undoes those it finds).
     pub(crate) async fn prepare(&self, cx: &StepCx<'_>) -> Result<Option<Undo>, StepError> {
-        let client = cx.lent.postgres(&self.target, self.connect_within).await?;
-        self.target.check_utf8(&client).await?;
+        let client = cx
+            .lent
+            .postgres_utf8(&self.target, self.connect_within)
+            .await?;
         let rows = read_history(&client, &self.history).await?;
         let (pending, _) = self.pending(&rows);
         Ok((!pending.is_empty()).then(|| Undo::Sql(self.applied(pending))))
@@ -304,8 +306,10 @@ impl Sql {
     }
 
     pub(crate) async fn apply(&self, cx: &StepCx<'_>) -> Result<Done, StepError> {
-        let mut client = cx.lent.postgres(&self.target, self.connect_within).await?;
-        self.target.check_utf8(&client).await?;
+        let mut client = cx
+            .lent
+            .postgres_utf8(&self.target, self.connect_within)
+            .await?;
         let history = self.history.name();
         let setup = format!(
             "CREATE SCHEMA IF NOT EXISTS \"{}\"; CREATE TABLE IF NOT EXISTS {history} (
